@@ -1,0 +1,178 @@
+"""Audio: decode with soundfile, mix to mono, crop, and compute a log-mel spectrogram with torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers.audio_utils import mel_filter_bank
+
+from mmfuse.data.base import ModalityDataModule, Sample
+from mmfuse.data.errors import SampleError
+
+if TYPE_CHECKING:
+    from mmfuse.data.manifest import ManifestSource
+
+_LOG_FLOOR = 1e-6  # added before the log so that silence gives a finite value
+
+
+class AudioDataModule(ModalityDataModule):
+    """Decodes audio files (WAV, FLAC, OGG, anything libsndfile reads) into log-mel spectrograms.
+
+    Each file is mixed to mono, cropped to ``max_seconds`` and turned into ``log(mel power + 1e-6)``
+    with ``torch.stft`` (Hann window, centred frames) and a Slaney mel filter bank. A clip of ``N``
+    samples gives ``F = 1 + N // hop_length`` frames. The encoder receives ``input_features``
+    ``(B, F, M)`` and ``feature_mask`` ``(B, F)`` bool (True = real frame), padded to the longest clip.
+
+    Args:
+        column: manifest column holding the audio path, relative to the manifest's folder.
+        sample_rate: the rate, in Hz, that every file must have (or is resampled to).
+        resample: False: a file at another rate is an error. True: convert it by linear
+            interpolation, which is simple and fast but not band-limited (high frequencies alias
+            when downsampling); resample offline with a proper tool when that matters.
+        max_seconds: longer clips are cropped to this length: the start on val/test, a random
+            window on the train split. Shorter clips are kept as they are (padded per batch).
+        n_fft: FFT size of each frame, in samples; gives ``n_fft // 2 + 1`` frequency bins.
+        hop_length: samples between the starts of successive frames.
+        n_mels: number of mel bins ``M``.
+        f_min: lowest frequency of the mel filter bank, in Hz.
+        f_max: highest frequency of the mel filter bank, in Hz. Default ``sample_rate / 2``.
+        source: the manifest, only needed when this module is used alone.
+        batch_size: samples per batch, only used when alone.
+        num_workers: DataLoader worker processes, only used when alone.
+    """
+
+    name = "audio"
+
+    def __init__(
+        self,
+        column: str = "audio",
+        sample_rate: int = 16000,
+        resample: bool = False,
+        max_seconds: float = 1.0,
+        n_fft: int = 400,
+        hop_length: int = 160,
+        n_mels: int = 40,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        source: ManifestSource | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(column=column, source=source, batch_size=batch_size, num_workers=num_workers)
+        for label, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
+            if value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+        if n_mels < 1:
+            raise ValueError(f"n_mels must be >= 1, got {n_mels}")
+        if max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        top = sample_rate / 2 if f_max is None else f_max
+        if not 0 <= f_min < top <= sample_rate / 2:
+            raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={top}")
+        self.sample_rate = sample_rate
+        self.resample = resample
+        self.max_seconds = max_seconds
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.f_min = f_min
+        self.f_max = f_max
+        self.max_samples = max(1, round(max_seconds * sample_rate))
+        self._window = torch.hann_window(n_fft)
+        bank = mel_filter_bank(
+            num_frequency_bins=n_fft // 2 + 1,
+            num_mel_filters=n_mels,
+            min_frequency=f_min,
+            max_frequency=top,
+            sampling_rate=sample_rate,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        self._mel = torch.from_numpy(bank.astype(np.float32))  # (n_fft // 2 + 1, M)
+
+    def load(self, cell: str, root: Path, train: bool) -> Sample:
+        """Decode one audio file into ``{"input_features": (F, M) float32, "feature_mask": (F,) bool}``.
+
+        Raises:
+            SampleError: missing or undecodable file, wrong sample rate (with ``resample=False``),
+                no samples, or NaN/inf samples.
+        """
+        path = root / cell
+        if not path.is_file():
+            raise SampleError("file not found", file=str(path))
+        try:
+            data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+        except (sf.SoundFileError, RuntimeError, OSError, TypeError) as e:
+            raise SampleError(f"cannot decode audio: {e}", file=str(path)) from None
+        if data.shape[0] == 0:
+            raise SampleError("empty audio", file=str(path))
+        mono = data.mean(axis=1)  # (N,)
+        if not np.isfinite(mono).all():
+            raise SampleError("audio has non-finite samples (NaN or inf)", file=str(path))
+        wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+        if rate != self.sample_rate:
+            if not self.resample:
+                raise SampleError(
+                    f"sample rate is {rate} Hz but sample_rate={self.sample_rate} Hz "
+                    "(set resample: true to convert on the fly)",
+                    file=str(path),
+                )
+            wave = _resample_linear(wave, rate, self.sample_rate)
+        wave = self._crop(wave, train)
+        features = self.log_mel(wave)
+        return {"input_features": features, "feature_mask": torch.ones(len(features), dtype=torch.bool)}
+
+    def _crop(self, wave: Tensor, train: bool) -> Tensor:
+        excess = len(wave) - self.max_samples
+        if excess <= 0:
+            return wave
+        start = int(torch.randint(0, excess + 1, ()).item()) if train else 0
+        return wave[start : start + self.max_samples]
+
+    def log_mel(self, wave: Tensor) -> Tensor:
+        """``(N,)`` mono samples -> ``(F, M)`` log-mel power, ``F = 1 + N // hop_length``."""
+        # centring reflect-pads n_fft // 2 samples each side, which needs a longer clip than that
+        pad_mode = "reflect" if len(wave) > self.n_fft // 2 else "constant"
+        spec = torch.stft(
+            wave,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=self._window,
+            center=True,
+            pad_mode=pad_mode,
+            return_complex=True,
+        )  # (n_fft // 2 + 1, F)
+        power = spec.abs().pow(2)
+        mel = power.T @ self._mel  # (F, M)
+        return torch.log(mel + _LOG_FLOOR)
+
+    def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
+        """Pad to the longest clip: ``{"input_features": (B, F, M), "feature_mask": (B, F) bool}``.
+
+        Padding frames are 0 with mask False; a missing clip (``None``) is one masked frame.
+        """
+        frames = max([1] + [len(s["input_features"]) for s in samples if s is not None])
+        features = torch.zeros(len(samples), frames, self.n_mels)
+        mask = torch.zeros(len(samples), frames, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            if s is not None:
+                n = len(s["input_features"])
+                features[i, :n] = s["input_features"]
+                mask[i, :n] = s["feature_mask"]
+        return {"input_features": features, "feature_mask": mask}
+
+    def encoder_requirements(self) -> dict[str, int]:
+        return {"n_mels": self.n_mels}
+
+
+def _resample_linear(wave: Tensor, rate: int, target: int) -> Tensor:
+    """Resample ``(N,)`` samples from ``rate`` to ``target`` Hz by linear interpolation (not band-limited)."""
+    length = max(1, round(len(wave) * target / rate))
+    return F.interpolate(wave[None, None], size=length, mode="linear", align_corners=False)[0, 0]

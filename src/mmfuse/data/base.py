@@ -1,0 +1,135 @@
+"""The per-modality LightningDataModule that every modality (image, text, audio, ...) extends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.multimodal import MultimodalDataModule
+
+Sample = dict[str, Tensor]
+
+
+class ModalityDataModule(pl.LightningDataModule):
+    """Decodes one manifest column into tensors, and collates them.
+
+    Inside :class:`~mmfuse.data.multimodal.MultimodalDataModule` only the decoding side is used
+    (:meth:`fit`, :meth:`load`, :meth:`collate`). Given a ``source`` it is a complete
+    LightningDataModule on its own, for a single-modality run.
+
+    Subclasses implement :meth:`load` and :meth:`collate`, and :meth:`fit` / :meth:`state_dict`
+    when they learn something from the train split (e.g. a vocabulary).
+
+    Args:
+        column: manifest column that holds this modality (a file path or the text itself).
+        source: the manifest, only needed when this module is used alone.
+        batch_size: samples per batch, only used when alone.
+        num_workers: DataLoader worker processes, only used when alone.
+    """
+
+    #: modality name used as the key in ``Batch.inputs`` when this module is used alone.
+    name: str = "modality"
+
+    def __init__(
+        self,
+        column: str,
+        source: ManifestSource | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.column = column
+        self.source = source
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._alone: MultimodalDataModule | None = None
+
+    # --- decoding: what MultimodalDataModule calls -------------------------------------------
+
+    def fit(self, train_cells: Sequence[str]) -> None:
+        """Learn whatever this modality needs from the train split's non-empty cells (default: nothing)."""
+
+    def load(self, cell: str, root: Path, train: bool) -> Sample:
+        """Decode one non-empty manifest cell into this sample's tensors.
+
+        Args:
+            cell: the cell's text (a path relative to ``root``, or the text itself).
+            root: the manifest's folder.
+            train: True for the train split (enables augmentation).
+
+        Raises:
+            SampleError: the cell cannot be decoded (missing file, corrupt file, ...).
+        """
+        raise NotImplementedError
+
+    def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
+        """Stack samples into the encoder's keyword arguments; ``None`` = modality missing for that sample."""
+        raise NotImplementedError
+
+    def encoder_requirements(self) -> dict[str, int]:
+        """Encoder attributes that must equal what this data produces, e.g. ``{"vocab_size": 8000}``."""
+        return {}
+
+    # --- standalone LightningDataModule ------------------------------------------------------
+
+    def _standalone(self) -> MultimodalDataModule:
+        from mmfuse.data.multimodal import MultimodalDataModule
+
+        if self.source is None:
+            raise ValueError(
+                f"{type(self).__name__} used on its own needs `source` (the manifest); "
+                "inside MultimodalDataModule the source is given there instead."
+            )
+        if self._alone is None:
+            self._alone = MultimodalDataModule(
+                source=self.source,
+                modalities={self.name: self},
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+            )
+            self._alone.trainer = self.trainer
+        return self._alone
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._standalone().class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self._standalone().num_classes
+
+    @property
+    def task(self) -> str:
+        return self._standalone().task
+
+    def prepare_data(self) -> None:
+        self._standalone().prepare_data()
+
+    def setup(self, stage: str) -> None:
+        self._standalone().setup(stage)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._standalone().train_dataloader()
+
+    def val_dataloader(self) -> DataLoader:
+        return self._standalone().val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._standalone().test_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._standalone().predict_dataloader()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What must travel with a checkpoint (e.g. a vocabulary). Default: nothing."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

@@ -1,0 +1,59 @@
+"""Errors that name the place: file, row, sample id, column and what was wrong."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """A problem with the input data, located as precisely as is known.
+
+    Args:
+        reason: what was wrong, in words.
+        file: the manifest or media file concerned.
+        row: 1-based data row of the manifest (the header is row 0 in CSV files; JSONL rows are lines).
+        sample_id: the value of the sample's ``id`` column.
+        column: the manifest column concerned.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        sample_id: str | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.file = file
+        self.row = row
+        self.sample_id = sample_id
+        self.column = column
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(f"file {self.file}")
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.sample_id is not None:
+            where.append(f"id {self.sample_id!r}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+
+class SampleError(Exception):
+    """Raised by a modality's ``load`` when one cell cannot be decoded.
+
+    The caller knows the row, id and column and turns this into a :class:`DataError`.
+
+    Args:
+        reason: what was wrong with the cell.
+        file: the media file that failed, when the cell names one.
+    """
+
+    def __init__(self, reason: str, file: str | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        super().__init__(reason if file is None else f"{file}: {reason}")

@@ -1,0 +1,124 @@
+"""Images: decode with Pillow, resize to a square, normalise, and (train only) flip and crop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from mmfuse.data.base import ModalityDataModule, Sample
+from mmfuse.data.errors import SampleError
+
+if TYPE_CHECKING:
+    from mmfuse.data.manifest import ManifestSource
+
+_CROP_PAD = 4  # pixels of reflect padding the random crop moves within
+
+
+class ImageDataModule(ModalityDataModule):
+    """Decodes image files (PNG, JPEG, anything Pillow reads) into ``(C, H, W)`` float tensors.
+
+    Each image is converted to grey (``channels=1``) or RGB (``channels=3``), resized to
+    ``size x size`` with bilinear filtering, scaled to ``[0, 1]`` and normalised with
+    ``(x - mean) / std`` per channel. The encoder receives ``pixel_values`` of shape ``(B, C, H, W)``.
+
+    Args:
+        column: manifest column holding the image path, relative to the manifest's folder.
+        size: side of the square every image is resized to, in pixels.
+        channels: 1 for greyscale, 3 for RGB; images are converted to this whatever their mode.
+        mean: per-channel mean subtracted after scaling to [0, 1]; one value per channel.
+            Default 0.5 for every channel.
+        std: per-channel standard deviation divided by after subtracting ``mean``; one value
+            per channel. Default 0.5 for every channel (so [0, 1] maps to [-1, 1]).
+        augment: on the train split only, flip horizontally with probability 0.5 and take a
+            random ``size x size`` crop of the image reflect-padded by 4 pixels.
+        source: the manifest, only needed when this module is used alone.
+        batch_size: samples per batch, only used when alone.
+        num_workers: DataLoader worker processes, only used when alone.
+    """
+
+    name = "image"
+
+    def __init__(
+        self,
+        column: str = "image",
+        size: int = 32,
+        channels: Literal[1, 3] = 3,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        augment: bool = False,
+        source: ManifestSource | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(column=column, source=source, batch_size=batch_size, num_workers=num_workers)
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        mean = [0.5] * channels if mean is None else list(mean)
+        std = [0.5] * channels if std is None else list(std)
+        for label, values in (("mean", mean), ("std", std)):
+            if len(values) != channels:
+                raise ValueError(f"{label} has {len(values)} values but channels={channels}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {std}")
+        self.size = size
+        self.channels = channels
+        self.mean = mean
+        self.std = std
+        self.augment = augment
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(channels, 1, 1)  # (C, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(channels, 1, 1)  # (C, 1, 1)
+
+    def load(self, cell: str, root: Path, train: bool) -> Sample:
+        """Decode one image file into ``{"pixel_values": (C, size, size) float32}``.
+
+        Raises:
+            SampleError: the file is missing or Pillow cannot decode it (corrupt, truncated, not an image).
+        """
+        path = root / cell
+        if not path.is_file():
+            raise SampleError("file not found", file=str(path))
+        try:
+            with Image.open(path) as img:
+                img.load()  # decode now, so that a truncated file fails here and not later
+                img = img.convert("L" if self.channels == 1 else "RGB")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            # UnidentifiedImageError is an OSError; some corrupt PNGs raise SyntaxError
+            raise SampleError(f"cannot decode image: {e}", file=str(path)) from None
+        if img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        array = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (C, H, W)
+        if train and self.augment:
+            x = self._augment(x)
+        x = (x - self._mean) / self._std
+        return {"pixel_values": x}
+
+    def _augment(self, x: Tensor) -> Tensor:
+        """Random horizontal flip, then a random crop of the reflect-padded image. ``x``: (C, H, W)."""
+        if torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        pad = min(_CROP_PAD, self.size - 1)  # reflect padding must be smaller than the image
+        if pad == 0:
+            return x
+        padded = F.pad(x[None], (pad, pad, pad, pad), mode="reflect")[0]  # (C, H + 2p, W + 2p)
+        top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+        return padded[:, top : top + self.size, left : left + self.size].contiguous()
+
+    def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
+        """Stack into ``{"pixel_values": (B, C, H, W)}``; a missing image (``None``) becomes zeros."""
+        blank = torch.zeros(self.channels, self.size, self.size)
+        return {"pixel_values": torch.stack([blank if s is None else s["pixel_values"] for s in samples])}
+
+    def encoder_requirements(self) -> dict[str, int]:
+        return {"in_channels": self.channels}

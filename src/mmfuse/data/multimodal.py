@@ -1,0 +1,231 @@
+"""MultimodalDataModule: joins the per-modality DataModules by sample id and collates ``Batch``es."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mmfuse.data.base import ModalityDataModule, Sample
+from mmfuse.data.errors import DataError, SampleError
+from mmfuse.data.manifest import Manifest, ManifestSource, Row
+from mmfuse.types import Batch
+
+Item = dict[str, Any]
+
+
+class ManifestDataset(Dataset[Item]):
+    """One split of the manifest; ``__getitem__`` decodes every modality of one row (in a worker).
+
+    Args:
+        manifest: the parsed manifest.
+        rows: the rows of this split.
+        modalities: modality name -> the DataModule that decodes its column.
+        train: decode with train-time augmentation.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        rows: Sequence[Row],
+        modalities: Mapping[str, ModalityDataModule],
+        train: bool,
+    ) -> None:
+        self.manifest = manifest
+        self.rows = list(rows)
+        self.modalities = dict(sorted(modalities.items()))
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Item:
+        row = self.rows[index]
+        inputs: dict[str, Sample | None] = {}
+        for name, dm in self.modalities.items():
+            cell = row.cells.get(dm.column, "")
+            if cell.strip() == "":
+                inputs[name] = None  # an empty cell: this modality is missing for this sample
+                continue
+            try:
+                inputs[name] = dm.load(cell, self.manifest.root, self.train)
+            except SampleError as e:
+                raise DataError(
+                    e.reason,
+                    file=e.file or str(self.manifest.path),
+                    row=row.row,
+                    sample_id=row.id,
+                    column=dm.column,
+                ) from None
+        if all(v is None for v in inputs.values()):
+            raise DataError(
+                f"no modality present (columns {[m.column for m in self.modalities.values()]} are all empty)",
+                file=str(self.manifest.path),
+                row=row.row,
+                sample_id=row.id,
+            )
+        return {"id": row.id, "inputs": inputs, "target": self.manifest.target_index(row)}
+
+
+class Collate:
+    """Turns dataset items into a :class:`~mmfuse.types.Batch` (a class, so that workers can pickle it)."""
+
+    def __init__(self, modalities: Mapping[str, ModalityDataModule], task: str) -> None:
+        self.modalities = dict(sorted(modalities.items()))
+        self.task = task
+
+    def __call__(self, items: Sequence[Item]) -> Batch:
+        inputs, present = {}, {}
+        for name, dm in self.modalities.items():
+            samples = [item["inputs"][name] for item in items]
+            inputs[name] = dm.collate(samples)
+            present[name] = torch.tensor([s is not None for s in samples], dtype=torch.bool)  # (B,)
+        targets = {self.task: torch.tensor([item["target"] for item in items], dtype=torch.long)}
+        return Batch(inputs=inputs, present=present, targets=targets, ids=[item["id"] for item in items])
+
+
+class MultimodalDataModule(pl.LightningDataModule):
+    """Reads the manifest once and serves batches of every configured modality, joined by sample id.
+
+    Args:
+        source: where the samples come from (a manifest file, or the synthetic quickstart data).
+        modalities: modality name -> its DataModule (which column, how to decode). The names must
+            match the model's ``encoders``.
+        batch_size: samples per batch (per process under DDP).
+        num_workers: DataLoader worker processes that decode files in parallel.
+        pin_memory: pin host memory for faster copies to the GPU.
+        persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
+        predict_split: which rows ``predict`` runs on.
+    """
+
+    def __init__(
+        self,
+        source: ManifestSource,
+        modalities: dict[str, ModalityDataModule],
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = True,
+        predict_split: Literal["train", "val", "test", "all"] = "test",
+    ) -> None:
+        super().__init__()
+        if not modalities:
+            raise ValueError("`modalities` is empty: configure at least one modality")
+        self.source = source
+        self.modalities = dict(sorted(modalities.items()))
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.predict_split = predict_split
+        self._manifest: Manifest | None = None
+        self._restored_classes: list[str] | None = None
+        self._fitted = False
+
+    # --- what the model is linked to ----------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        """The parsed manifest (read on first use, after the source has prepared it)."""
+        if self._manifest is None:
+            self.source.prepare()
+            manifest = self.source.load()
+            self._check_columns(manifest)
+            if self._restored_classes is not None:
+                manifest.classes = self._restored_classes
+            self._manifest = manifest
+        return self._manifest
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def task(self) -> str:
+        """The task name (the target column), used as the key in ``Batch.targets``."""
+        return self.source.target
+
+    def _check_columns(self, manifest: Manifest) -> None:
+        for name, dm in self.modalities.items():
+            if dm.column not in manifest.columns:
+                raise DataError(
+                    f"modality {name!r} reads column {dm.column!r}, which the manifest does not have "
+                    f"(columns: {manifest.columns})",
+                    file=str(manifest.path),
+                    column=dm.column,
+                )
+
+    # --- LightningDataModule hooks -----------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str) -> None:
+        manifest = self.manifest
+        if not self._fitted:
+            train_rows = manifest.split("train")
+            for dm in self.modalities.values():
+                dm.fit([c for r in train_rows if (c := r.cells.get(dm.column, "")).strip()])
+            self._fitted = True
+
+    def _rows(self, split: str) -> list[Row]:
+        return self.manifest.rows if split == "all" else self.manifest.split(split)
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        rows = self._rows(split)
+        if not rows:
+            raise DataError(f"the {split!r} split has no rows", file=str(self.manifest.path))
+        dataset = ManifestDataset(self.manifest, rows, self.modalities, train=train)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=Collate(self.modalities, self.task),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split)
+
+    # --- what travels with a checkpoint ------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.class_names),
+            "modalities": {name: dm.state_dict() for name, dm in self.modalities.items()},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # the checkpoint's class order wins: the model's outputs were trained in that order
+        self._restored_classes = list(state_dict["classes"])
+        if self._manifest is not None:
+            self._manifest.classes = self._restored_classes
+        for name, state in state_dict.get("modalities", {}).items():
+            if name in self.modalities:
+                self.modalities[name].load_state_dict(state)
+        self._fitted = True
+
+    def describe(self) -> str:
+        """One line per split with its size, for the start of a run."""
+        m = self.manifest
+        sizes = ", ".join(f"{s}={len(m.split(s))}" for s in ("train", "val", "test"))
+        return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; classes {m.classes}"

@@ -1,0 +1,273 @@
+"""The quickstart dataset: paired image + text + audio samples whose label needs all three.
+
+Each modality carries one hidden bit (a cue is "active" or not), drawn as independent fair coins
+per sample, and the label is the number of active cues, as a class name (``zero`` .. ``three``).
+Any one or two modalities predict the label with at most 50% accuracy (each unseen bit is still a
+fair coin), all three with 100%: the gap between partial and full fusion is the point of the demo.
+
+- image: a bright shape on a dark noisy background; active = circle, inactive = square of equal area.
+- text: 6-12 neutral filler words with one cue word inserted; active = an alarm word, else a calm word.
+- audio: 0.5-1.0 s of sine tone plus noise; active = high pitch (1200-2400 Hz), else low (200-500 Hz).
+
+The samples are written as real PNG / WAV files and a ``manifest.csv``, so the quickstart runs the
+same decoding path as user data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from mmfuse.data.manifest import ManifestSource
+
+#: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
+GENERATOR_VERSION = 1
+LABELS = ("zero", "one", "two", "three")
+MODALITIES = ("image", "text", "audio")  # column order of the bits returned by draw_bits
+NEUTRAL_WORDS = (
+    "the", "a", "report", "from", "station", "north", "south", "east", "west", "today",
+    "sensor", "shows", "was", "is", "at", "near", "in", "on", "of", "this",
+    "morning", "evening", "unit", "reading", "level", "river", "bridge", "road", "tower", "building",
+    "area", "team", "said", "recorded", "during", "shift", "after", "update", "local", "zone",
+)  # fmt: skip
+ACTIVE_WORDS = ("alarm", "siren", "fire", "danger", "alert", "smoke")
+INACTIVE_WORDS = ("calm", "quiet", "clear", "normal", "steady", "safe")
+HIGH_HZ = (1200.0, 2400.0)
+LOW_HZ = (200.0, 500.0)
+SPLIT_FRACTIONS = {"val": 0.15, "test": 0.15}  # the rest is train
+PARAMS_FILE = "params.json"
+MANIFEST_FILE = "manifest.csv"
+
+# independent random streams of one seed (SeedSequence spawn keys): the bits, the splits, and each
+# sample's image / text / audio, so changing how one is drawn leaves the others byte-identical, and a
+# sample's files do not depend on num_samples
+_BITS, _SPLIT, _IMAGE, _TEXT, _AUDIO = 1, 2, 3, 4, 5
+
+
+def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, index)))
+
+
+def draw_bits(num_samples: int, seed: int) -> np.ndarray:
+    """The hidden cue bits: ``(num_samples, 3)`` bool, columns in :data:`MODALITIES` order.
+
+    The label of sample ``i`` is ``LABELS[bits[i].sum()]``.
+    """
+    return _rng(seed, _BITS).integers(0, 2, size=(num_samples, 3)).astype(bool)
+
+
+def draw_splits(num_samples: int, seed: int) -> list[str]:
+    """15% val, 15% test (rounded), the rest train, at seeded random positions."""
+    n_val = round(SPLIT_FRACTIONS["val"] * num_samples)
+    n_test = round(SPLIT_FRACTIONS["test"] * num_samples)
+    order = _rng(seed, _SPLIT).permutation(num_samples)
+    splits = ["train"] * num_samples
+    for i in order[:n_val]:
+        splits[i] = "val"
+    for i in order[n_val : n_val + n_test]:
+        splits[i] = "test"
+    return splits
+
+
+def _image(rng: np.random.Generator, active: bool, size: int) -> np.ndarray:
+    r = rng.uniform(size / 5, size / 3.5)
+    # the equal-area square's half-diagonal is ~1.25 r; the same margin for both shapes keeps the
+    # position from telling them apart
+    margin = 1.26 * r
+    cx, cy = rng.uniform(margin, size - margin, size=2)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, (S, S) each
+    dx, dy = xx - cx, yy - cy
+    if active:
+        mask = dx**2 + dy**2 <= r**2
+    else:
+        half = r * np.sqrt(np.pi) / 2  # side**2 == pi r**2: equal area, so mean brightness says nothing
+        angle = rng.uniform(0, np.pi / 2)
+        u = dx * np.cos(angle) + dy * np.sin(angle)
+        v = -dx * np.sin(angle) + dy * np.cos(angle)
+        mask = np.maximum(np.abs(u), np.abs(v)) <= half
+    background = rng.uniform(0, 60, size=3)
+    colour = rng.uniform(100, 255, size=3)
+    colour[rng.integers(3)] = rng.uniform(200, 255)  # one strong channel: bright-ish in any hue
+    # clipped noise keeps shape and background separable by a brightness threshold (tests rely on it)
+    noise = np.clip(rng.normal(0, 8, size=(size, size, 3)), -20, 20)
+    pixels = np.where(mask[..., None], colour, background) + noise  # (S, S, 3)
+    return np.clip(pixels, 0, 255).round().astype(np.uint8)
+
+
+def _text(rng: np.random.Generator, active: bool) -> str:
+    words = [NEUTRAL_WORDS[k] for k in rng.integers(0, len(NEUTRAL_WORDS), size=int(rng.integers(6, 13)))]
+    cues = ACTIVE_WORDS if active else INACTIVE_WORDS
+    # no capitals or punctuation: any tokenizer (even whitespace split) sees the cue as one token
+    words.insert(int(rng.integers(0, len(words) + 1)), cues[int(rng.integers(len(cues)))])
+    return " ".join(words)
+
+
+def _audio(rng: np.random.Generator, active: bool, sample_rate: int) -> np.ndarray:
+    # lengths vary so that batches need padding and the encoders' masks are exercised
+    n = int(rng.uniform(0.5, 1.0) * sample_rate)
+    freq = rng.uniform(*(HIGH_HZ if active else LOW_HZ))
+    t = np.arange(n) / sample_rate
+    tone = rng.uniform(0.3, 0.8) * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
+    # 20 ms ramps: a hard edge is a broadband click, pitch-independent noise in both classes
+    fade = min(n // 2, int(0.02 * sample_rate))
+    envelope = np.ones(n)
+    envelope[:fade] = np.linspace(0, 1, fade)
+    envelope[n - fade :] = np.linspace(1, 0, fade)
+    wave = tone * envelope + rng.normal(0, 0.05, size=n)
+    return np.clip(wave, -1, 1).astype(np.float32)  # (n,)
+
+
+def _params(num_samples: int, seed: int, image_size: int, sample_rate: int) -> dict[str, Any]:
+    if num_samples < 10:
+        raise ValueError(f"num_samples={num_samples}: need at least 10 so that val and test are not empty")
+    if seed < 0:
+        raise ValueError(f"seed={seed} must be >= 0")
+    if image_size < 24:
+        raise ValueError(f"image_size={image_size} must be >= 24: smaller circles and squares blur together")
+    if sample_rate < 6000:
+        raise ValueError(
+            f"sample_rate={sample_rate} must be >= 6000: the high tones reach {HIGH_HZ[1]:.0f} Hz"
+        )
+    return {
+        "generator": __name__,
+        "version": GENERATOR_VERSION,
+        "num_samples": num_samples,
+        "seed": seed,
+        "image_size": image_size,
+        "sample_rate": sample_rate,
+    }
+
+
+def _read_params(root: Path) -> dict[str, Any] | None:
+    try:
+        params = json.loads((root / PARAMS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return params if isinstance(params, dict) else None
+
+
+def _is_complete(root: Path, params: dict[str, Any]) -> bool:
+    return (root / MANIFEST_FILE).is_file() and _read_params(root) == params
+
+
+def _check_replaceable(root: Path) -> None:
+    # never delete a folder this module did not write (e.g. root="data" by mistake)
+    if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not (root / PARAMS_FILE).is_file())):
+        raise FileExistsError(f"{root} exists and is not a synthetic dataset (no {PARAMS_FILE}): remove it")
+
+
+def _publish(tmp: Path, root: Path, params: dict[str, Any]) -> None:
+    """Move the finished ``tmp`` folder to ``root`` atomically, replacing an out-of-date dataset."""
+    for _ in range(5):
+        try:
+            tmp.rename(root)  # atomic; fails while root exists (and is not empty)
+            return
+        except OSError:
+            if not root.exists():
+                raise
+        if _is_complete(root, params):
+            shutil.rmtree(tmp)  # another process published the same dataset first: keep theirs
+            return
+        _check_replaceable(root)
+        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex}")
+        try:
+            root.rename(old)  # out of the way in one step, so readers never see a half-deleted root
+        except FileNotFoundError:
+            continue  # another process moved it first
+        shutil.rmtree(old, ignore_errors=True)
+    raise RuntimeError(f"could not move the generated dataset {tmp} to {root}: it keeps being replaced")
+
+
+def generate(root: str | Path, num_samples: int, seed: int, image_size: int, sample_rate: int) -> Path:
+    """Write the dataset to ``root`` (replacing an older synthetic dataset there) and return the manifest.
+
+    Everything is written to a temporary sibling folder that is renamed into place at the end, so an
+    interrupted run never leaves a dataset that looks complete.
+
+    Raises:
+        ValueError: a parameter out of range.
+        FileExistsError: ``root`` exists and holds something other than a synthetic dataset.
+    """
+    root = Path(root)
+    params = _params(num_samples, seed, image_size, sample_rate)
+    _check_replaceable(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    print(f"mmfuse: generating {num_samples} synthetic samples in {root} ...", flush=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
+    try:
+        (tmp / "images").mkdir()
+        (tmp / "audio").mkdir()
+        bits = draw_bits(num_samples, seed)
+        splits = draw_splits(num_samples, seed)
+        with (tmp / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["id", "split", *MODALITIES, "label"])
+            for i in range(num_samples):
+                sample_id = f"{i:06d}"
+                image_path, audio_path = f"images/{sample_id}.png", f"audio/{sample_id}.wav"
+                image = _image(_rng(seed, _IMAGE, i), bool(bits[i, 0]), image_size)
+                Image.fromarray(image, "RGB").save(tmp / image_path)
+                text = _text(_rng(seed, _TEXT, i), bool(bits[i, 1]))
+                wave = _audio(_rng(seed, _AUDIO, i), bool(bits[i, 2]), sample_rate)
+                sf.write(tmp / audio_path, wave, sample_rate, subtype="PCM_16")
+                label = LABELS[int(bits[i].sum())]
+                writer.writerow([sample_id, splits[i], image_path, text, audio_path, label])
+        # written last: its presence marks a finished folder should anything inspect tmp
+        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+        _publish(tmp, root, params)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C: no half dataset left behind
+        raise
+    counts = ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test"))
+    print(f"mmfuse: wrote {num_samples} samples ({counts}) to {root} in {time.perf_counter() - start:.1f} s")
+    return root / MANIFEST_FILE
+
+
+class SyntheticSource(ManifestSource):
+    """The quickstart dataset: generated on first use, then read like any manifest.
+
+    Each sample has an image (circle or square), a sentence (an alarm or a calm word) and a tone
+    (high or low pitch); the label is how many of the three cues are "active", so no one or two
+    modalities predict it better than 50% and only fusing all three reaches 100%.
+
+    Args:
+        root: folder the dataset is written to (``manifest.csv``, ``images/``, ``audio/``, ``params.json``).
+        num_samples: number of samples (70% train, 15% val, 15% test).
+        seed: random seed; the same parameters always generate byte-identical files.
+        image_size: width and height of the square RGB images, in pixels (at least 24).
+        sample_rate: audio sample rate in Hz (at least 6000).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic",
+        num_samples: int = 3000,
+        seed: int = 0,
+        image_size: int = 32,
+        sample_rate: int = 8000,
+    ) -> None:
+        _params(num_samples, seed, image_size, sample_rate)  # fail at config time, not in prepare
+        super().__init__(path=str(Path(root) / MANIFEST_FILE), target="label")
+        self.root = root
+        self.num_samples = num_samples
+        self.seed = seed
+        self.image_size = image_size
+        self.sample_rate = sample_rate
+
+    def prepare(self) -> None:
+        """Generate the dataset unless ``root`` already holds one made with the same parameters."""
+        root = Path(self.root)
+        params = _params(self.num_samples, self.seed, self.image_size, self.sample_rate)
+        if not _is_complete(root, params):
+            generate(root, self.num_samples, self.seed, self.image_size, self.sample_rate)

@@ -1,0 +1,214 @@
+"""Text: a word vocabulary learnt from the train split, or a Hugging Face tokenizer."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from mmfuse.data.base import ModalityDataModule, Sample
+from mmfuse.data.errors import SampleError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from mmfuse.data.manifest import ManifestSource
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+_WORD = re.compile(r"\w+|[^\w\s]")  # runs of word characters, or single punctuation marks
+
+
+class TextDataModule(ModalityDataModule):
+    """Tokenizes the text held in a manifest column into ``input_ids`` and ``attention_mask``.
+
+    Two tokenizers:
+
+    - built-in (``tokenizer=None``): words and punctuation marks, indexed by a vocabulary learnt
+      from the train split in :meth:`fit` (most frequent first, ties alphabetical). Index 0 is
+      ``<pad>``, 1 is ``<unk>`` (words not in the vocabulary). The vocabulary travels with the
+      checkpoint through :meth:`state_dict`.
+    - Hugging Face (``tokenizer="<name or path>"``): ``AutoTokenizer.from_pretrained``, loaded on
+      first use, with its special tokens; nothing is learnt from the data.
+
+    The encoder receives ``input_ids`` ``(B, L)`` long and ``attention_mask`` ``(B, L)`` bool
+    (True = real token), padded to the longest text in the batch.
+
+    Args:
+        column: manifest column holding the text itself.
+        tokenizer: a Hugging Face tokenizer name or local folder, loaded with
+            ``transformers.AutoTokenizer.from_pretrained``. None uses the built-in word vocabulary.
+        max_length: texts are truncated to this many tokens (special tokens included).
+        vocab_size: capacity of the built-in vocabulary, ``<pad>`` and ``<unk>`` included; the
+            embedding table of the text encoder has this many rows. Ignored with a Hugging Face tokenizer.
+        min_freq: the built-in vocabulary keeps only words seen at least this often in the train split.
+        lowercase: lowercase text before the built-in tokenizer splits it (a Hugging Face tokenizer
+            applies its own normalisation).
+        source: the manifest, only needed when this module is used alone.
+        batch_size: samples per batch, only used when alone.
+        num_workers: DataLoader worker processes, only used when alone.
+    """
+
+    name = "text"
+
+    def __init__(
+        self,
+        column: str = "text",
+        tokenizer: str | None = None,
+        max_length: int = 64,
+        vocab_size: int = 8000,
+        min_freq: int = 1,
+        lowercase: bool = True,
+        source: ManifestSource | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(column=column, source=source, batch_size=batch_size, num_workers=num_workers)
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        if vocab_size < 3:
+            raise ValueError(
+                f"vocab_size must be >= 3 (<pad>, <unk> and at least one word), got {vocab_size}"
+            )
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.vocab_size = vocab_size
+        self.min_freq = min_freq
+        self.lowercase = lowercase
+        self._vocab: list[str] | None = None
+        self._index: dict[str, int] = {}
+        self._hf: PreTrainedTokenizerBase | None = None
+
+    # --- tokenizers ----------------------------------------------------------------------------
+
+    @property
+    def hf_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The Hugging Face tokenizer, loaded on first use (only when ``tokenizer`` is set)."""
+        if self.tokenizer is None:
+            raise RuntimeError("TextDataModule uses the built-in vocabulary (tokenizer=None)")
+        if self._hf is None:
+            from transformers import AutoTokenizer
+
+            # DataLoader workers fork after the tokenizer may have run: its thread pool would deadlock
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            self._hf = AutoTokenizer.from_pretrained(self.tokenizer)
+        return self._hf
+
+    def words(self, text: str) -> list[str]:
+        """Split text into the built-in tokenizer's words and punctuation marks."""
+        return _WORD.findall(text.lower() if self.lowercase else text)
+
+    @property
+    def vocab(self) -> list[str]:
+        """The built-in vocabulary in index order (``<pad>``, ``<unk>``, then words)."""
+        if self._vocab is None:
+            raise _not_fitted()
+        return self._vocab
+
+    def _set_vocab(self, vocab: list[str]) -> None:
+        self._vocab = vocab
+        self._index = {word: i for i, word in enumerate(vocab)}
+
+    @property
+    def pad_id(self) -> int:
+        """The id that pads ``input_ids``."""
+        if self.tokenizer is None:
+            return PAD_ID
+        # a tokenizer without a pad token (GPT-2 style): any valid id will do, the mask hides it
+        pad = self.hf_tokenizer.pad_token_id
+        return 0 if pad is None else int(pad)
+
+    # --- ModalityDataModule --------------------------------------------------------------------
+
+    def fit(self, train_cells: Sequence[str]) -> None:
+        """Build the built-in vocabulary from the train split's texts (nothing to do with a HF tokenizer)."""
+        if self.tokenizer is not None:
+            return
+        counts = Counter(word for text in train_cells for word in self.words(text))
+        kept = sorted((w for w, c in counts.items() if c >= self.min_freq), key=lambda w: (-counts[w], w))
+        self._set_vocab([PAD, UNK, *kept[: self.vocab_size - 2]])
+
+    def load(self, cell: str, root: Path, train: bool) -> Sample:
+        """Tokenize one text into ``{"input_ids": (L,) long, "attention_mask": (L,) bool}``, unpadded.
+
+        Raises:
+            SampleError: the text yields no tokens (e.g. only whitespace).
+            RuntimeError: the built-in vocabulary has not been built or restored yet.
+        """
+        if self.tokenizer is None:
+            if self._vocab is None:
+                raise _not_fitted()
+            ids = [self._index.get(w, UNK_ID) for w in self.words(cell)[: self.max_length]]
+            if not ids:
+                raise SampleError("text has no tokens")
+        else:
+            encoded = self.hf_tokenizer(
+                cell, truncation=True, max_length=self.max_length, return_special_tokens_mask=True
+            )
+            ids = list(encoded["input_ids"])
+            if all(encoded["special_tokens_mask"]):
+                raise SampleError("text has no tokens")
+        input_ids = torch.tensor(ids, dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": torch.ones(len(ids), dtype=torch.bool)}
+
+    def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
+        """Pad to the longest text: ``{"input_ids": (B, L) long, "attention_mask": (B, L) bool}``.
+
+        Padding is ``pad_id`` with mask False; a missing text (``None``) is one masked pad token.
+        """
+        L = max([1] + [len(s["input_ids"]) for s in samples if s is not None])
+        input_ids = torch.full((len(samples), L), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(len(samples), L, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            if s is not None:
+                n = len(s["input_ids"])
+                input_ids[i, :n] = s["input_ids"]
+                attention_mask[i, :n] = s["attention_mask"]
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def encoder_requirements(self) -> dict[str, int]:
+        if self.tokenizer is None:
+            return {"vocab_size": self.vocab_size}
+        return {"vocab_size": len(self.hf_tokenizer)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"vocab": [words in index order]}`` for the built-in vocabulary once built; else empty."""
+        if self.tokenizer is None and self._vocab is not None:
+            return {"vocab": list(self._vocab)}
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the built-in vocabulary saved by :meth:`state_dict`.
+
+        Raises:
+            ValueError: the saved vocabulary does not fit this configuration.
+        """
+        if "vocab" not in state_dict:
+            return
+        vocab = [str(w) for w in state_dict["vocab"]]
+        if self.tokenizer is not None:
+            raise ValueError(
+                f"the checkpoint holds a built-in vocabulary but tokenizer={self.tokenizer!r} is configured"
+            )
+        if vocab[:2] != [PAD, UNK]:
+            raise ValueError(f"a saved vocabulary must start with {PAD!r}, {UNK!r}; got {vocab[:2]}")
+        if len(vocab) > self.vocab_size:
+            raise ValueError(
+                f"the saved vocabulary has {len(vocab)} entries, more than vocab_size={self.vocab_size}"
+            )
+        self._set_vocab(vocab)
+
+
+def _not_fitted() -> RuntimeError:
+    return RuntimeError(
+        "TextDataModule has no vocabulary yet: call fit(train_cells) or load_state_dict(...) "
+        "before load() (MultimodalDataModule does this in setup)"
+    )

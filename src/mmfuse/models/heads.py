@@ -1,0 +1,33 @@
+"""Task heads: read the fused representation, return logits."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class ClassificationHead(nn.Module):
+    """A linear layer, or a one-hidden-layer MLP, from features to class logits.
+
+    Args:
+        in_dim: width of the input features.
+        num_classes: number of classes ``K``.
+        hidden: width of the hidden layer; 0 for a single linear layer.
+        dropout: dropout before each linear layer.
+    """
+
+    def __init__(self, in_dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0) -> None:
+        super().__init__()
+        if hidden > 0:
+            self.net: nn.Module = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(in_dim, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, num_classes))
+
+    def forward(self, features: Tensor) -> Tensor:
+        """``(B, in_dim)`` -> ``(B, K)`` logits."""
+        return self.net(features)

@@ -1,0 +1,67 @@
+"""Shared fixtures: small real datasets on disk (PNG, WAV, text in the manifest)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from mmfuse.data.synthetic import generate
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    """Write rows to a CSV manifest with the union of their keys as the header."""
+    header: list[str] = []
+    for row in rows:
+        header += [k for k in row if k not in header]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_png(path: Path, seed: int, size: int = 16) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path.name
+
+
+def write_wav(path: Path, seed: int, sample_rate: int = 8000, seconds: float = 0.25) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wave = 0.1 * np.random.default_rng(seed).standard_normal(int(sample_rate * seconds))
+    sf.write(path, wave.astype(np.float32), sample_rate)
+    return path.name
+
+
+@pytest.fixture
+def small_manifest(tmp_path: Path) -> Path:
+    """12 samples (8 train, 2 val, 2 test) with image, text and audio, class names as labels."""
+    rows = []
+    for i in range(12):
+        split = "train" if i < 8 else ("val" if i < 10 else "test")
+        rows.append(
+            {
+                "id": f"s{i}",
+                "split": split,
+                "image": "media/" + write_png(tmp_path / "media" / f"{i}.png", i),
+                "text": f"sample number {i} says {'hello' if i % 2 else 'goodbye'}",
+                "audio": "media/" + write_wav(tmp_path / "media" / f"{i}.wav", i),
+                "label": "cat" if i % 2 else "dog",
+                "notes": "extra columns are ignored",
+            }
+        )
+    return write_manifest(tmp_path / "manifest.csv", rows)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small quickstart-style synthetic dataset, generated once per test session."""
+    root = tmp_path_factory.mktemp("synthetic")
+    generate(root, num_samples=160, seed=0, image_size=24, sample_rate=8000)
+    return root

@@ -1,0 +1,112 @@
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmfuse.data.errors import SampleError
+from mmfuse.data.image import ImageDataModule
+
+
+def _write(root: Path, name: str, array: np.ndarray, **save_kwargs: Any) -> str:
+    Image.fromarray(array).save(root / name, **save_kwargs)
+    return name
+
+
+def _gradient(h: int = 8, w: int = 8) -> np.ndarray:
+    """RGB uint8 image whose red channel rises left to right: a flip reverses it."""
+    img = np.zeros((h, w, 3), dtype=np.uint8)
+    img[:, :, 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    img[:, :, 1] = 255
+    return img
+
+
+def test_rgb_png_shape_and_normalisation(tmp_path: Path) -> None:
+    name = _write(tmp_path, "a.png", _gradient())
+    x = ImageDataModule(size=8).load(name, tmp_path, train=False)["pixel_values"]
+    assert x.shape == (3, 8, 8) and x.dtype == torch.float32
+    # default mean = std = 0.5 maps [0, 1] to [-1, 1]
+    assert torch.allclose(x[1], torch.ones(8, 8))  # green 255 -> 1
+    assert torch.allclose(x[2], -torch.ones(8, 8))  # blue 0 -> -1
+    assert x[0, 0, 0].item() == pytest.approx(-1.0) and x[0, 0, -1].item() == pytest.approx(1.0)
+
+
+def test_grey_conversion_and_custom_mean_std(tmp_path: Path) -> None:
+    name = _write(tmp_path, "a.png", np.full((6, 6, 3), 255, dtype=np.uint8))
+    dm = ImageDataModule(size=6, channels=1, mean=[0.25], std=[0.25])
+    x = dm.load(name, tmp_path, train=False)["pixel_values"]
+    assert x.shape == (1, 6, 6)
+    assert torch.allclose(x, torch.full((1, 6, 6), 3.0))  # (1 - 0.25) / 0.25
+    assert dm.encoder_requirements() == {"in_channels": 1}
+
+
+def test_jpeg_and_resize(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    name = _write(tmp_path, "a.jpg", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), quality=90)
+    x = ImageDataModule(size=12).load(name, tmp_path, train=False)["pixel_values"]
+    assert x.shape == (3, 12, 12)
+    assert x.min() >= -1.0 and x.max() <= 1.0
+
+
+def test_grey_source_image_becomes_rgb(tmp_path: Path) -> None:
+    name = _write(tmp_path, "g.png", np.full((5, 5), 128, dtype=np.uint8))
+    x = ImageDataModule(size=5, channels=3).load(name, tmp_path, train=False)["pixel_values"]
+    assert x.shape == (3, 5, 5)
+    assert torch.allclose(x[0], x[1]) and torch.allclose(x[1], x[2])
+
+
+def test_mean_std_length_validated() -> None:
+    with pytest.raises(ValueError, match="mean"):
+        ImageDataModule(channels=3, mean=[0.5])
+    with pytest.raises(ValueError, match="std"):
+        ImageDataModule(channels=1, std=[0.5, 0.5])
+
+
+def test_augmentation_only_on_train_with_augment(tmp_path: Path) -> None:
+    name = _write(tmp_path, "a.png", _gradient(16, 16))
+    plain = ImageDataModule(size=16).load(name, tmp_path, train=False)["pixel_values"]
+    aug = ImageDataModule(size=16, augment=True)
+    torch.manual_seed(0)
+    # no augmentation outside train, nor on train without augment=True
+    assert torch.equal(aug.load(name, tmp_path, train=False)["pixel_values"], plain)
+    assert torch.equal(ImageDataModule(size=16).load(name, tmp_path, train=True)["pixel_values"], plain)
+    outs = [aug.load(name, tmp_path, train=True)["pixel_values"] for _ in range(20)]
+    assert all(o.shape == plain.shape for o in outs)
+    assert any(not torch.equal(o, plain) for o in outs)
+    # the red channel rises left to right; after a flip it falls (the crop keeps the trend)
+    flipped = [o for o in outs if o[0, :, -1].mean() < o[0, :, 0].mean()]
+    assert 0 < len(flipped) < len(outs)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SampleError, match="file not found") as info:
+        ImageDataModule().load("nope.png", tmp_path, train=False)
+    assert info.value.file == str(tmp_path / "nope.png")
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    name = _write(tmp_path, "full.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    data = (tmp_path / name).read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SampleError, match="cannot decode image") as info:
+        ImageDataModule().load("cut.png", tmp_path, train=False)
+    assert info.value.file == str(tmp_path / "cut.png")
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "x.png").write_text("hello")
+    with pytest.raises(SampleError, match="cannot decode image"):
+        ImageDataModule().load("x.png", tmp_path, train=False)
+
+
+def test_collate_zeros_for_missing(tmp_path: Path) -> None:
+    dm = ImageDataModule(size=4)
+    name = _write(tmp_path, "a.png", np.full((4, 4, 3), 255, dtype=np.uint8))
+    sample = dm.load(name, tmp_path, train=False)
+    batch = dm.collate([sample, None])
+    assert batch["pixel_values"].shape == (2, 3, 4, 4)
+    assert torch.equal(batch["pixel_values"][0], sample["pixel_values"])
+    assert torch.equal(batch["pixel_values"][1], torch.zeros(3, 4, 4))

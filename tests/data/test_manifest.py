@@ -1,0 +1,106 @@
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mmfuse.data.errors import DataError
+from mmfuse.data.manifest import ManifestSource
+from tests.conftest import write_manifest
+
+
+def test_csv_with_split_and_class_names(tmp_path: Path) -> None:
+    path = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"id": "a", "split": "train", "text": "x", "label": "zebra", "extra": "1"},
+            {"id": "b", "split": "val", "text": "y", "label": "ant", "extra": "2"},
+            {"id": "c", "split": "test", "text": "", "label": "moth", "extra": "3"},
+        ],
+    )
+    m = ManifestSource(str(path)).load()
+    assert m.classes == ["ant", "moth", "zebra"]  # sorted names
+    assert [r.id for r in m.split("train")] == ["a"]
+    assert [m.target_index(r) for r in m.rows] == [2, 0, 1]
+    assert m.rows[2].cells["text"] == ""
+    assert m.root == tmp_path
+
+
+def test_jsonl_with_integer_labels(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    lines = [{"id": f"s{i}", "split": "train", "text": "t", "label": i % 3} for i in range(6)]
+    lines[1]["label"] = 4  # ids are class indices: 0..4 even though 3 is unused
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    m = ManifestSource(str(path)).load()
+    assert m.classes == ["0", "1", "2", "3", "4"]
+    assert [m.target_index(r) for r in m.rows] == [0, 4, 2, 0, 1, 2]
+    assert [r.row for r in m.rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_hashed_split_is_deterministic_and_follows_fractions(tmp_path: Path) -> None:
+    rows = [{"id": f"sample-{i}", "label": "a"} for i in range(4000)]
+    path = write_manifest(tmp_path / "m.csv", rows)
+    source = ManifestSource(str(path), val_fraction=0.2, test_fraction=0.1)
+    first = {r.id: r.split for r in source.load().rows}
+    counts = Counter(first.values())
+    assert abs(counts["val"] / 4000 - 0.2) < 0.03
+    assert abs(counts["test"] / 4000 - 0.1) < 0.03
+    # adding and reordering rows does not move any existing sample to another split
+    path = write_manifest(tmp_path / "m2.csv", [{"id": "new", "label": "a"}, *reversed(rows)])
+    again = {
+        r.id: r.split for r in ManifestSource(str(path), val_fraction=0.2, test_fraction=0.1).load().rows
+    }
+    assert all(again[k] == v for k, v in first.items())
+    reseeded = {r.id: r.split for r in ManifestSource(str(path), split_seed=1).load().rows}
+    assert reseeded != first
+
+
+def test_explicit_classes_keep_their_order(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path / "m.csv", [{"id": "a", "split": "train", "label": "low"}])
+    m = ManifestSource(str(path), classes=["low", "high"]).load()
+    assert m.classes == ["low", "high"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"name": "a", "label": "x"}], "no id column 'id'"),
+        ([{"id": "a", "label": "x"}, {"id": "a", "label": "y"}], "row 2, id 'a', column 'id': duplicate id"),
+        ([{"id": "a", "label": "x"}, {"id": " ", "label": "y"}], "row 2, column 'id': empty id"),
+        ([{"id": "a", "split": "training", "label": "x"}], "row 1, id 'a', column 'split': split 'training'"),
+        ([{"id": "a", "cls": "x"}], "no target column 'label'"),
+    ],
+)
+def test_bad_manifests_name_file_row_and_column(tmp_path: Path, rows: list, message: str) -> None:
+    path = write_manifest(tmp_path / "m.csv", rows)
+    with pytest.raises(DataError, match=r"m\.csv") as info:
+        ManifestSource(str(path)).load()
+    assert message in str(info.value)
+
+
+def test_malformed_csv_line_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("id,label\na,x\nb,y,surplus\n")
+    with pytest.raises(DataError, match=r"row 2: line 3: 3 fields where the header has 2"):
+        ManifestSource(str(path)).load()
+
+
+def test_malformed_jsonl_line_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "label": 1}\n{"id": "b", "label": \n')
+    with pytest.raises(DataError, match=r"line 2: not valid JSON"):
+        ManifestSource(str(path)).load()
+
+
+def test_target_outside_given_classes(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path / "m.csv", [{"id": "a", "split": "train", "label": "purple"}])
+    m = ManifestSource(str(path), classes=["red", "blue"]).load()
+    with pytest.raises(DataError, match=r"row 1, id 'a', column 'label': target 'purple' is not one of"):
+        m.target_index(m.rows[0])
+
+
+def test_missing_manifest_and_bad_fractions(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="manifest not found"):
+        ManifestSource(str(tmp_path / "nope.csv")).load()
+    with pytest.raises(ValueError, match="sum to < 1"):
+        ManifestSource("x.csv", val_fraction=0.6, test_fraction=0.5)
