@@ -65,3 +65,22 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate(root, num_samples=160, seed=0, image_size=24, sample_rate=8000)
     return root
+
+
+def quickstart_args(synthetic_root: Path, run_dir: Path, *configs: str) -> list[str]:
+    """CLI arguments for a tiny quickstart-style run on the session's small synthetic dataset."""
+    args = ["--config", "configs/quickstart.yaml"]
+    for config in configs:
+        args += ["--config", config]
+    return [
+        *args,
+        "--data.init_args.source.init_args.root",
+        str(synthetic_root),
+        "--data.init_args.source.init_args.num_samples=160",
+        "--data.init_args.source.init_args.image_size=24",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=32",
+        "--trainer.max_epochs=1",
+        "--trainer.default_root_dir",
+        str(run_dir),
+    ]
