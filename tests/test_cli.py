@@ -18,7 +18,10 @@ from tests.conftest import quickstart_args
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = [
     ["configs/quickstart.yaml"],
-    *[["configs/quickstart.yaml", str(p.relative_to(ROOT))] for p in sorted((ROOT / "configs").glob("*/*.yaml"))],
+    *[
+        ["configs/quickstart.yaml", str(p.relative_to(ROOT))]
+        for p in sorted((ROOT / "configs").glob("*/*.yaml"))
+    ],
     ["configs/manifest_example.yaml"],
 ]
 
@@ -32,7 +35,11 @@ def _cli(args: list[str], run: bool = True) -> MultimodalCLI:
     import pytorch_lightning as pl
 
     return MultimodalCLI(
-        MultimodalModule, pl.LightningDataModule, subclass_mode_data=True, args=args, run=run,
+        MultimodalModule,
+        pl.LightningDataModule,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
         auto_configure_optimizers=False,
     )
 
@@ -63,8 +70,9 @@ def _fit(synthetic_root: Path, run_dir: Path, *configs: str) -> Path:
     ],
     ids=["cross_attention", "concat", "late", "text_only"],
 )
-def test_fit_then_test_writes_metrics(synthetic_root: Path, tmp_path: Path, configs: tuple[str, ...],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_fit_then_test_writes_metrics(
+    synthetic_root: Path, tmp_path: Path, configs: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
     metrics_file = _fit(synthetic_root, tmp_path, *configs)
     metrics = json.loads(metrics_file.read_text())
     assert {"test/acc", "test/f1", "test/loss"} <= set(metrics)
@@ -93,12 +101,23 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
 
     # predict writes one row per test sample with class names and probabilities
     out_csv = tmp_path / "pred.csv"
-    main(["predict", *quickstart_args(synthetic_root, tmp_path / "pred"), "--ckpt_path", str(best),
-          "--predictions.output", str(out_csv)])
+    main(
+        [
+            "predict",
+            *quickstart_args(synthetic_root, tmp_path / "pred"),
+            "--ckpt_path",
+            str(best),
+            "--predictions.output",
+            str(out_csv),
+        ]
+    )
     with out_csv.open() as f:
         rows = list(csv.DictReader(f))
-    test_ids = {line.split(",")[0] for line in (synthetic_root / "manifest.csv").read_text().splitlines()
-                if ",test," in line}
+    test_ids = {
+        line.split(",")[0]
+        for line in (synthetic_root / "manifest.csv").read_text().splitlines()
+        if ",test," in line
+    }
     assert {r["id"] for r in rows} == test_ids and len(rows) == len(test_ids)
     for r in rows:
         probs = {c: float(r[f"prob_{c}"]) for c in model.class_names}
@@ -108,17 +127,29 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
     # test on the checkpoint reproduces the metrics written after fit
     main(["test", *quickstart_args(synthetic_root, tmp_path / "test"), "--ckpt_path", str(best)])
     [again] = (tmp_path / "test").glob("lightning_logs/version_*/test_metrics.json")
-    assert json.loads(again.read_text())["test/acc"] == pytest.approx(json.loads(metrics_file.read_text())["test/acc"])
+    assert json.loads(again.read_text())["test/acc"] == pytest.approx(
+        json.loads(metrics_file.read_text())["test/acc"]
+    )
 
 
 def test_mismatched_vocabulary_is_a_clear_error(synthetic_root: Path, tmp_path: Path) -> None:
-    args = [*quickstart_args(synthetic_root, tmp_path), "--data.init_args.modalities.text.init_args.vocab_size=300"]
-    with pytest.raises(ValueError, match=r"modality 'text': the data gives vocab_size=300 .* has vocab_size=512"):
+    args = [
+        *quickstart_args(synthetic_root, tmp_path),
+        "--data.init_args.modalities.text.init_args.vocab_size=300",
+    ]
+    with pytest.raises(
+        ValueError, match=r"modality 'text': the data gives vocab_size=300 .* has vocab_size=512"
+    ):
         main(["fit", *args])
 
 
 def test_python_dash_m_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "mmfuse", "fit", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "mmfuse", "fit", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "--model.encoders" in result.stdout and "--checkpoint.monitor" in result.stdout

@@ -8,6 +8,7 @@ mmfuse predict --config configs/quickstart.yaml --ckpt_path runs/.../best.ckpt
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,14 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger
 from rich.console import Console
 
 from mmfuse.lit.callbacks import PredictionWriter
 from mmfuse.lit.module import MultimodalModule
 
-console = Console(stderr=False)
+# soft_wrap: paths are printed whole, never broken across lines
+console = Console(soft_wrap=True)
 
 
 def _sorted_keys(encoders: Any) -> list[str]:
@@ -58,6 +61,15 @@ class MultimodalCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True):
+            # Lightning's own default depends on whether tensorboard happens to be installed;
+            # mmfuse's is fixed: a CSV logger under default_root_dir
+            root = trainer_config.get("default_root_dir") or os.getcwd()
+            trainer_config["logger"] = CSVLogger(save_dir=root, name="lightning_logs")
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         describe = getattr(self.datamodule, "describe", None)
