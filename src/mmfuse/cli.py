@@ -17,10 +17,12 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
 
 from mmfuse.lit.callbacks import PredictionWriter
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.lit.resume import AtomicCheckpointIO, RandomState, find_last_checkpoint
 
 # soft_wrap: paths are printed whole, never broken across lines
 console = Console(soft_wrap=True)
@@ -62,13 +64,31 @@ class MultimodalCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
+    def before_instantiate_classes(self) -> None:
+        self._resume_version: str | None = None
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if self.subcommand == "fit" and config is not None and config.get("ckpt_path") == "last":
+            root = config.trainer.get("default_root_dir") or os.getcwd()
+            last = find_last_checkpoint(root)
+            if last is None:
+                raise FileNotFoundError(f"--ckpt_path last: no checkpoints/last.ckpt under {root}")
+            config.ckpt_path = str(last)
+            self._resume_version = last.parent.parent.name  # continue logging in the same run directory
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
             # Lightning's own default depends on whether tensorboard happens to be installed;
             # mmfuse's is fixed: a CSV logger under default_root_dir
             root = trainer_config.get("default_root_dir") or os.getcwd()
-            trainer_config["logger"] = CSVLogger(save_dir=root, name="lightning_logs")
+            version = getattr(self, "_resume_version", None)
+            trainer_config["logger"] = CSVLogger(save_dir=root, name="lightning_logs", version=version)
+        # every run: atomic checkpoint writes and random states saved for an exact resume
+        plugins = trainer_config.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
+        trainer_config["callbacks"] = [*(trainer_config.get("callbacks") or []), RandomState()]
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import DataError, SampleError
+from mmfuse.data.base import ModalityDataModule
+from mmfuse.data.decode import decode_row
+from mmfuse.data.errors import DataError
 from mmfuse.data.manifest import Manifest, ManifestSource, Row
+from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
 from mmfuse.types import Batch
 
 Item = dict[str, Any]
@@ -26,6 +29,9 @@ class ManifestDataset(Dataset[Item]):
         rows: the rows of this split.
         modalities: modality name -> the DataModule that decodes its column.
         train: decode with train-time augmentation.
+        labelled: check targets (train/val/test); False for predict, where a target may be anything.
+
+    A bad row gives its first :class:`DataError` as the item (see :func:`~mmfuse.data.decode.decode_row`).
     """
 
     def __init__(
@@ -34,41 +40,37 @@ class ManifestDataset(Dataset[Item]):
         rows: Sequence[Row],
         modalities: Mapping[str, ModalityDataModule],
         train: bool,
+        labelled: bool = True,
     ) -> None:
         self.manifest = manifest
         self.rows = list(rows)
         self.modalities = dict(sorted(modalities.items()))
         self.train = train
+        self.labelled = labelled
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, key: int | SampleKey) -> Item | DataError:
+        if isinstance(key, tuple):
+            seed, index = key
+            # train-time augmentation draws from a generator seeded per sample: the same result in
+            # any worker and after any resume, and the main process's random stream is left alone
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._item(index)
+        return self._item(key)
+
+    def _item(self, index: int) -> Item | DataError:
         row = self.rows[index]
-        inputs: dict[str, Sample | None] = {}
-        for name, dm in self.modalities.items():
-            cell = row.cells.get(dm.column, "")
-            if cell.strip() == "":
-                inputs[name] = None  # an empty cell: this modality is missing for this sample
-                continue
-            try:
-                inputs[name] = dm.load(cell, self.manifest.root, self.train)
-            except SampleError as e:
-                raise DataError(
-                    e.reason,
-                    file=e.file or str(self.manifest.path),
-                    row=row.row,
-                    sample_id=row.id,
-                    column=dm.column,
-                ) from None
-        if all(v is None for v in inputs.values()):
-            raise DataError(
-                f"no modality present (columns {[m.column for m in self.modalities.values()]} are all empty)",
-                file=str(self.manifest.path),
-                row=row.row,
-                sample_id=row.id,
-            )
-        return {"id": row.id, "inputs": inputs, "target": self.manifest.target_index(row)}
+        decoded = decode_row(self.manifest, row, self.modalities, self.train, self.labelled)
+        if decoded.problems:
+            # returned, not raised: a worker's exception would reach the main process wrapped in a
+            # worker traceback; Collate and MultimodalDataModule.on_before_batch_transfer raise it plainly
+            return decoded.problems[0]
+        # unlabelled (predict): a target that is not a class is just unknown
+        target = -1 if self.manifest.target_problem(row) else self.manifest.target_index(row)
+        return {"id": row.id, "inputs": decoded.inputs, "target": target}
 
 
 class Collate:
@@ -78,14 +80,20 @@ class Collate:
         self.modalities = dict(sorted(modalities.items()))
         self.task = task
 
-    def __call__(self, items: Sequence[Item]) -> Batch:
+    def __call__(self, items: Sequence[Item | DataError]) -> Batch | DataError:
+        for item in items:
+            if isinstance(item, DataError):
+                if get_worker_info() is None:
+                    raise item  # already in the main process
+                return item  # the main process raises it (MultimodalDataModule.on_before_batch_transfer)
+        good = cast(Sequence[Item], items)
         inputs, present = {}, {}
         for name, dm in self.modalities.items():
-            samples = [item["inputs"][name] for item in items]
+            samples = [item["inputs"][name] for item in good]
             inputs[name] = dm.collate(samples)
             present[name] = torch.tensor([s is not None for s in samples], dtype=torch.bool)  # (B,)
-        targets = {self.task: torch.tensor([item["target"] for item in items], dtype=torch.long)}
-        return Batch(inputs=inputs, present=present, targets=targets, ids=[item["id"] for item in items])
+        targets = {self.task: torch.tensor([item["target"] for item in good], dtype=torch.long)}
+        return Batch(inputs=inputs, present=present, targets=targets, ids=[item["id"] for item in good])
 
 
 class MultimodalDataModule(pl.LightningDataModule):
@@ -100,6 +108,8 @@ class MultimodalDataModule(pl.LightningDataModule):
         pin_memory: pin host memory for faster copies to the GPU.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
         predict_split: which rows ``predict`` runs on.
+        seed: seed of the training order and of train-time augmentation (default: the
+            ``seed_everything`` value, else 0). The order depends only on (seed, epoch).
     """
 
     def __init__(
@@ -111,6 +121,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = True,
         predict_split: Literal["train", "val", "test", "all"] = "test",
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -122,6 +133,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.predict_split = predict_split
+        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self._manifest: Manifest | None = None
         self._restored_classes: list[str] | None = None
         self._fitted = False
@@ -184,14 +196,20 @@ class MultimodalDataModule(pl.LightningDataModule):
         if not rows:
             raise DataError(f"the {split!r} split has no rows", file=str(self.manifest.path))
         dataset = ManifestDataset(self.manifest, rows, self.modalities, train=train)
-        return DataLoader(
+        # Under DDP each process reads its own shard; evaluation shards never repeat a sample, so
+        # metrics synced across processes equal the single-process ones (see data/sampling.py).
+        sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, even=train)
+        loader_class = ResumableDataLoader if train else DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             collate_fn=Collate(self.modalities, self.task),
+            # worker seeds come from this generator, not from the global random stream
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
