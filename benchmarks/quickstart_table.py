@@ -44,9 +44,7 @@ def main(names: list[str]) -> None:
             [*cmd, "--trainer.default_root_dir", str(run_dir)], cwd=root, check=True, capture_output=True
         )
         wall = time.perf_counter() - start
-        newest = max(
-            run_dir.glob("lightning_logs/version_*/test_metrics.json"), key=lambda p: p.stat().st_mtime
-        )
+        newest = max(run_dir.glob("*/*/test_metrics.json"), key=lambda p: p.stat().st_mtime)
         metrics = json.loads(newest.read_text())
         shown = " ".join(cmd[2:]).replace("--config ", "")
         print(f"| {name} | `{shown}` | {metrics['test/acc']:.3f} | {metrics['test/f1']:.3f} | {wall:.0f} s |")

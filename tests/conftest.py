@@ -39,6 +39,28 @@ def write_wav(path: Path, seed: int, sample_rate: int = 8000, seconds: float = 0
     return path.name
 
 
+@pytest.fixture(autouse=True)
+def _wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test (and the processes it starts) logs to W&B offline, never to a server, never asking
+    for a login; W&B's folders go to the session's temp dir, not the repository or the home folder."""
+    home = tmp_path_factory.getbasetemp() / "wandb-home"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for var, sub in (
+        ("WANDB_DIR", "runs"),
+        ("WANDB_DATA_DIR", "data"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_ARTIFACT_DIR", "artifacts"),
+    ):
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("NETRC", str(home / "no-netrc"))  # no credentials from the machine
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    # faster and quieter: no console capture, git or code snapshots, system metrics
+    for var in ("WANDB_CONSOLE", "WANDB_DISABLE_GIT", "WANDB_DISABLE_CODE", "WANDB_SILENT"):
+        monkeypatch.setenv(var, "off" if var == "WANDB_CONSOLE" else "true")
+    monkeypatch.setenv("WANDB__DISABLE_STATS", "true")
+
+
 @pytest.fixture
 def small_manifest(tmp_path: Path) -> Path:
     """12 samples (8 train, 2 val, 2 test) with image, text and audio, class names as labels."""

@@ -121,6 +121,17 @@ def test_missing_empty_nan_and_garbage_raise(tmp_path: Path) -> None:
     with pytest.raises(SampleError, match="cannot decode audio") as info:
         dm.load("junk.wav", tmp_path, train=False)
     assert info.value.file == str(tmp_path / "junk.wav")
+    with pytest.raises(SampleError, match="silent"):
+        dm.load(
+            _write(tmp_path, "zero.wav", np.zeros(1600, dtype=np.float32), subtype="PCM_16"), tmp_path, False
+        )
+    quiet = np.zeros(1600, dtype=np.float32)
+    quiet[800] = 1e-3  # one non-zero sample: quiet, not broken
+    assert (
+        dm.load(_write(tmp_path, "quiet.wav", quiet), tmp_path, train=False)["input_features"]
+        .isfinite()
+        .all()
+    )
 
 
 def test_collate_pads_and_masks(tmp_path: Path) -> None:

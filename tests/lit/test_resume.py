@@ -19,10 +19,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_sigkill_then_resume_gives_the_uninterrupted_weights(
-    synthetic_root: Path, tmp_path: Path, workers: int
-) -> None:
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(synthetic_root: Path, tmp_path: Path) -> None:
+    # decoding in 2 workers: each sample's augmentation seed must not depend on which worker decodes it
+    workers = 2
     # 112 train samples / batch 16 = 7 steps an epoch, 14 in all; checkpoints every 3 steps
     full = _run(
         str(synthetic_root), str(tmp_path / "full"), str(tmp_path / "full.pt"), f"--workers={workers}"

@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from transformers.audio_utils import mel_filter_bank
 
 from mmfuse.data.base import ModalityDataModule, Sample
@@ -43,6 +44,8 @@ class AudioDataModule(ModalityDataModule):
         n_mels: number of mel bins ``M``.
         f_min: lowest frequency of the mel filter bank, in Hz.
         f_max: highest frequency of the mel filter bank, in Hz. Default ``sample_rate / 2``.
+        required: an empty cell is a problem (check-data reports it; training raises or skips the
+            row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
         source: the manifest, only needed when this module is used alone.
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
@@ -61,11 +64,14 @@ class AudioDataModule(ModalityDataModule):
         n_mels: int = 40,
         f_min: float = 0.0,
         f_max: float | None = None,
+        required: bool = False,
         source: ManifestSource | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(column=column, source=source, batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            column=column, required=required, source=source, batch_size=batch_size, num_workers=num_workers
+        )
         for label, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
             if value < 1:
                 raise ValueError(f"{label} must be >= 1, got {value}")
@@ -102,7 +108,7 @@ class AudioDataModule(ModalityDataModule):
 
         Raises:
             SampleError: missing or undecodable file, wrong sample rate (with ``resample=False``),
-                no samples, or NaN/inf samples.
+                no samples, NaN/inf samples, or every sample zero.
         """
         path = root / cell
         if not path.is_file():
@@ -116,6 +122,9 @@ class AudioDataModule(ModalityDataModule):
         mono = data.mean(axis=1)  # (N,)
         if not np.isfinite(mono).all():
             raise SampleError("audio has non-finite samples (NaN or inf)", file=str(path))
+        if not data.any():
+            # a dropout in recording or a failed export, not a quiet sound: its log-mel is a constant
+            raise SampleError("audio is silent (every sample is zero)", file=str(path))
         wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
         if rate != self.sample_rate:
             if not self.resample:
@@ -158,14 +167,13 @@ class AudioDataModule(ModalityDataModule):
 
         Padding frames are 0 with mask False; a missing clip (``None``) is one masked frame.
         """
-        frames = max([1] + [len(s["input_features"]) for s in samples if s is not None])
-        features = torch.zeros(len(samples), frames, self.n_mels)
-        mask = torch.zeros(len(samples), frames, dtype=torch.bool)
-        for i, s in enumerate(samples):
-            if s is not None:
-                n = len(s["input_features"])
-                features[i, :n] = s["input_features"]
-                mask[i, :n] = s["feature_mask"]
+        empty = torch.zeros(0, self.n_mels)
+        clips = [empty if s is None else s["input_features"] for s in samples]
+        lengths = torch.tensor([len(c) for c in clips])  # (B,)
+        features = pad_sequence(clips, batch_first=True)  # (B, F, M), zero padded
+        if features.shape[1] == 0:
+            features = torch.zeros(len(samples), 1, self.n_mels)
+        mask = torch.arange(features.shape[1])[None, :] < lengths[:, None]  # (B, F)
         return {"input_features": features, "feature_mask": mask}
 
     def encoder_requirements(self) -> dict[str, int]:

@@ -29,6 +29,8 @@ class ModalityDataModule(pl.LightningDataModule):
 
     Args:
         column: manifest column that holds this modality (a file path or the text itself).
+        required: an empty cell in this column is a problem (reported by ``mmfuse check-data``,
+            an error or a skipped row in training) instead of "this modality is missing here".
         source: the manifest, only needed when this module is used alone.
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
@@ -40,12 +42,14 @@ class ModalityDataModule(pl.LightningDataModule):
     def __init__(
         self,
         column: str,
+        required: bool = False,
         source: ManifestSource | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
         self.column = column
+        self.required = required
         self.source = source
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DataError(ValueError):
     """A problem with the input data, located as precisely as is known.
@@ -12,6 +14,8 @@ class DataError(ValueError):
         row: 1-based data row of the manifest (the header is row 0 in CSV files; JSONL rows are lines).
         sample_id: the value of the sample's ``id`` column.
         column: the manifest column concerned.
+        split: the row's split, when known (kept for reports such as ``skipped_samples.csv``;
+            not part of the message).
     """
 
     def __init__(
@@ -22,13 +26,19 @@ class DataError(ValueError):
         row: int | None = None,
         sample_id: str | None = None,
         column: str | None = None,
+        split: str | None = None,
     ) -> None:
         self.reason = reason
         self.file = file
         self.row = row
         self.sample_id = sample_id
         self.column = column
+        self.split = split
         super().__init__(self._message())
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # keep every field when a DataLoader worker sends the error to the main process
+        return (_rebuild, (self.reason, self.file, self.row, self.sample_id, self.column, self.split))
 
     def _message(self) -> str:
         where = []
@@ -41,6 +51,17 @@ class DataError(ValueError):
         if self.column is not None:
             where.append(f"column {self.column!r}")
         return f"{', '.join(where)}: {self.reason}" if where else self.reason
+
+
+def _rebuild(
+    reason: str,
+    file: str | None,
+    row: int | None,
+    sample_id: str | None,
+    column: str | None,
+    split: str | None,
+) -> DataError:
+    return DataError(reason, file=file, row=row, sample_id=sample_id, column=column, split=split)
 
 
 class SampleError(Exception):

@@ -38,6 +38,8 @@ class ImageDataModule(ModalityDataModule):
             per channel. Default 0.5 for every channel (so [0, 1] maps to [-1, 1]).
         augment: on the train split only, flip horizontally with probability 0.5 and take a
             random ``size x size`` crop of the image reflect-padded by 4 pixels.
+        required: an empty cell is a problem (check-data reports it; training raises or skips the
+            row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
         source: the manifest, only needed when this module is used alone.
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
@@ -53,11 +55,14 @@ class ImageDataModule(ModalityDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         augment: bool = False,
+        required: bool = False,
         source: ManifestSource | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(column=column, source=source, batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            column=column, required=required, source=source, batch_size=batch_size, num_workers=num_workers
+        )
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         if channels not in (1, 3):

@@ -13,16 +13,18 @@ Format (see README "Train on your own data"):
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmfuse.data.errors import DataError
+from mmfuse.data.table import read_table
 
 SPLITS = ("train", "val", "test")
+_TYPICAL_CLASS_ROWS = 10  # see _outliers
+_SHOWN_CLASSES = 12  # classes named in a "not one of the classes" message
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Manifest:
         rows: every row, in file order.
         target: the target column name (the task name).
         classes: class names; index ``i`` of the model's output is ``classes[i]``.
+        labelled_splits: the splits with a target in at least one row; in these an empty target
+            is a problem (see :meth:`target_problem`).
     """
 
     path: Path
@@ -59,7 +63,10 @@ class Manifest:
     rows: list[Row]
     target: str
     classes: list[str]
+    labelled_splits: set[str] = field(default_factory=set)
     _by_split: dict[str, list[Row]] = field(default_factory=dict, repr=False)
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    _index_of: list[str] | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -73,21 +80,49 @@ class Manifest:
                 self._by_split[split] = [r for r in self.rows if r.split == split]
         return self._by_split[name]
 
+    def _class_index(self) -> dict[str, int]:
+        if self._index_of is not self.classes:  # `classes` is replaced when a checkpoint is restored
+            self._index = {c: i for i, c in enumerate(self.classes)}
+            self._index_of = self.classes
+        return self._index
+
+    def target_problem(self, row: Row) -> str | None:
+        """What is wrong with a row's target for training or evaluation, or None.
+
+        An empty target is a problem in a labelled split (see ``labelled_splits``); in an unlabelled
+        split, or in a manifest without a target column, it is what ``predict`` expects.
+        """
+        if self.target not in self.columns:
+            return None
+        value = row.cells.get(self.target, "").strip()
+        if value == "":
+            return "target is empty" if row.split in self.labelled_splits else None
+        if value not in self._class_index():
+            shown = self.classes[:_SHOWN_CLASSES]
+            more = f" and {len(self.classes) - len(shown)} more" if len(self.classes) > len(shown) else ""
+            return f"target {value!r} is not one of the classes {shown}{more}"
+        return None
+
     def target_index(self, row: Row) -> int:
-        """The class index of a row's target, or -1 when the cell is empty (unlabelled)."""
+        """The class index of a row's target, or -1 when the cell is empty (unlabelled).
+
+        Raises:
+            DataError: the target is not one of ``classes``.
+        """
         value = row.cells.get(self.target, "").strip()
         if value == "":
             return -1
-        try:
-            return self.classes.index(value)
-        except ValueError:
+        index = self._class_index().get(value)
+        if index is None:
             raise DataError(
-                f"target {value!r} is not one of the classes {self.classes}",
+                self.target_problem(row) or f"target {value!r} is not a class",
                 file=str(self.path),
                 row=row.row,
                 sample_id=row.id,
                 column=self.target,
-            ) from None
+                split=row.split,
+            )
+        return index
 
 
 class ManifestSource:
@@ -133,17 +168,23 @@ class ManifestSource:
     def prepare(self) -> None:
         """Make the manifest exist (download, generate, ...). A plain manifest file needs nothing."""
 
-    def load(self) -> Manifest:
+    def load(self, problems: list[DataError] | None = None) -> Manifest:
         """Read and validate the manifest.
 
+        Args:
+            problems: None: the first bad row raises. A list: every bad row is appended to it (as a
+                :class:`DataError` naming file, row, id and column) and left out of the manifest, so
+                that a checker can report them all. Problems with the file as a whole still raise.
+
         Raises:
-            DataError: missing file, unparsable line, no id column, empty or duplicate id,
-                unknown split, unknown target column.
+            DataError: missing file, no id column (always); an unparsable line, an empty or
+                duplicate id, the same id in two splits, an unknown split, no usable target column
+                (only when ``problems`` is None).
         """
         path = Path(self.path)
         if not path.is_file():
             raise DataError("manifest not found", file=str(path))
-        columns, records = read_table(path)
+        columns, records = read_table(path, problems)
         if self.id_column not in columns:
             raise DataError(
                 f"no id column {self.id_column!r} (columns: {columns}); set `id_column`",
@@ -152,32 +193,57 @@ class ManifestSource:
             )
         has_split = self.split_column in columns
         rows: list[Row] = []
-        seen: dict[str, int] = {}
+        seen: dict[str, Row] = {}
+
+        def report(reason: str, number: int, split: str | None, column: str, sample_id: str | None) -> None:
+            error = DataError(
+                reason, file=str(path), row=number, sample_id=sample_id, column=column, split=split
+            )
+            if problems is None:
+                raise error
+            problems.append(error)
+
         for number, cells in records:
             sample_id = cells.get(self.id_column, "").strip()
+            if has_split:
+                split = cells.get(self.split_column, "").strip()
+            else:
+                split = self._hash_split(sample_id) if sample_id else ""
+            known = split if split in SPLITS else None
             if sample_id == "":
-                raise DataError("empty id", file=str(path), row=number, column=self.id_column)
-            if sample_id in seen:
-                raise DataError(
-                    f"duplicate id (first seen in row {seen[sample_id]})",
-                    file=str(path),
-                    row=number,
-                    sample_id=sample_id,
-                    column=self.id_column,
-                )
-            seen[sample_id] = number
-            split = cells.get(self.split_column, "").strip() if has_split else self._hash_split(sample_id)
-            if split not in SPLITS:
-                raise DataError(
-                    f"split {split!r} is not one of {list(SPLITS)}",
-                    file=str(path),
-                    row=number,
-                    sample_id=sample_id,
-                    column=self.split_column,
-                )
-            rows.append(Row(row=number, id=sample_id, split=split, cells=cells))
-        classes = self._classes(path, columns, rows)
-        return Manifest(path=path, columns=columns, rows=rows, target=self.target, classes=classes)
+                report("empty id", number, known, self.id_column, None)
+                continue
+            if known is None:
+                reason = f"split {split!r} is not one of {list(SPLITS)}"
+                report(reason, number, None, self.split_column, sample_id)
+                continue
+            first = seen.get(sample_id)
+            if first is not None:
+                if first.split == split:
+                    reason = f"duplicate id (first seen in row {first.row})"
+                else:
+                    reason = f"the same id is in two splits: {first.split!r} (row {first.row}) and {split!r}"
+                report(reason, number, split, self.id_column, sample_id)
+                continue
+            row = Row(row=number, id=sample_id, split=split, cells=cells)
+            seen[sample_id] = row
+            rows.append(row)
+        try:
+            classes = self._classes(path, columns, rows)
+        except DataError as e:
+            if problems is None:
+                raise
+            problems.append(e)  # no usable target column: the rest can still be checked
+            classes = []
+        labelled = {r.split for r in rows if r.cells.get(self.target, "").strip()}
+        return Manifest(
+            path=path,
+            columns=columns,
+            rows=rows,
+            target=self.target,
+            classes=classes,
+            labelled_splits=labelled,
+        )
 
     def _hash_split(self, sample_id: str) -> str:
         digest = hashlib.sha256(f"{self.split_seed}:{sample_id}".encode()).digest()
@@ -199,16 +265,34 @@ class ManifestSource:
             )
         if self.classes is not None:
             return list(self.classes)
-        values = {r.cells.get(self.target, "").strip() for r in rows} - {""}
-        if not values:
+        counts = Counter(v for r in rows if (v := r.cells.get(self.target, "").strip()))
+        if not counts:
             raise DataError("the target column is empty in every row", file=str(path), column=self.target)
-        if all(_is_int(v) for v in values):
-            # integer labels are class ids: the classes are 0..max, by number
-            ids = sorted({int(v) for v in values})
-            if ids[0] < 0:
-                raise DataError(f"negative class id {ids[0]}", file=str(path), column=self.target)
-            return [str(i) for i in range(ids[-1] + 1)]
+        values = set(counts) - _outliers(counts)
+        ints = {int(v) for v in values if _is_int(v)}
+        int_rows = sum(c for v, c in counts.items() if v in values and _is_int(v))
+        if ints and int_rows >= 0.9 * sum(counts[v] for v in values):
+            # integer labels are class ids: the classes are 0..max, by number. Rows whose target is
+            # not such an id (a stray name, a negative number) fail the class check, row by row.
+            top = max(ints)
+            if top < 0:
+                raise DataError(f"negative class id {top}", file=str(path), column=self.target)
+            return [str(i) for i in range(top + 1)]
         return sorted(values)
+
+
+def _outliers(counts: Counter[str]) -> set[str]:
+    """Target values that are almost surely not classes: seen once where a typical class has >= 10 rows.
+
+    Inferred classes would otherwise turn a typo or a stray value into a class of its own. With
+    ``classes`` given in the config nothing is guessed: every value outside it is reported.
+    """
+    if len(counts) < 2:
+        return set()
+    sizes = sorted(counts.values())
+    if sizes[len(sizes) // 2] < _TYPICAL_CLASS_ROWS:
+        return set()
+    return {v for v, c in counts.items() if c == 1}
 
 
 def _is_int(text: str) -> bool:
@@ -217,72 +301,3 @@ def _is_int(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def read_table(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Read a CSV or JSONL manifest into ``(columns, [(row_number, cells), ...])``, cells as text.
-
-    Raises:
-        DataError: an unknown suffix, or a line that does not parse (with its line number).
-    """
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _read_csv(path)
-    if suffix in (".jsonl", ".ndjson"):
-        return _read_jsonl(path)
-    raise DataError(f"unknown manifest format {suffix!r}: use .csv or .jsonl", file=str(path))
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError("empty manifest", file=str(path)) from None
-        except csv.Error as e:
-            raise DataError(f"line {reader.line_num}: not valid CSV ({e})", file=str(path), row=0) from None
-        header = [h.strip() for h in header]
-        records = []
-        number = 0
-        while True:
-            try:
-                values = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                raise DataError(
-                    f"line {reader.line_num}: not valid CSV ({e})", file=str(path), row=number + 1
-                ) from None
-            if not values:
-                continue  # blank line
-            number += 1
-            if len(values) != len(header):
-                raise DataError(
-                    f"line {reader.line_num}: {len(values)} fields where the header has {len(header)}",
-                    file=str(path),
-                    row=number,
-                )
-            records.append((number, dict(zip(header, values, strict=True))))
-    return header, records
-
-
-def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    columns: dict[str, None] = {}
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"line {number}: not valid JSON ({e.msg})", file=str(path), row=number
-                ) from None
-            if not isinstance(obj, dict):
-                raise DataError(f"line {number}: expected a JSON object", file=str(path), row=number)
-            cells = {k: "" if v is None else str(v) for k, v in obj.items()}
-            columns.update(dict.fromkeys(cells))
-            records.append((number, cells))
-    return list(columns), records

@@ -16,12 +16,13 @@ from mmfuse.data.decode import decode_row
 from mmfuse.data.errors import DataError
 from mmfuse.data.manifest import Manifest, ManifestSource, Row
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
+from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
 from mmfuse.types import Batch
 
 Item = dict[str, Any]
 
 
-class ManifestDataset(Dataset[Item]):
+class ManifestDataset(Dataset[Item | DataError]):
     """One split of the manifest; ``__getitem__`` decodes every modality of one row (in a worker).
 
     Args:
@@ -57,7 +58,9 @@ class ManifestDataset(Dataset[Item]):
             # train-time augmentation draws from a generator seeded per sample: the same result in
             # any worker and after any resume, and the main process's random stream is left alone
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # the CPU generator only (what augmentation draws from): torch.manual_seed would also
+                # reseed every CUDA device (not restored by fork_rng) and costs ~20x more per sample
+                torch.default_generator.manual_seed(seed)
                 return self._item(index)
         return self._item(key)
 
@@ -108,6 +111,14 @@ class MultimodalDataModule(pl.LightningDataModule):
         pin_memory: pin host memory for faster copies to the GPU.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
         predict_split: which rows ``predict`` runs on.
+        on_bad_sample: what a bad sample (missing or corrupt file, bad target, ...) does. ``error``:
+            the first one stops the run with an error naming row, id, column, file and reason.
+            ``skip``: every split is checked before use (decoded in ``num_workers`` processes), bad
+            rows are left out, counted per split and reason, and listed in ``skipped_samples.csv`` in
+            the run directory. ``mmfuse check-data`` reports the same problems without training.
+        join: ``outer``: a row with some modality cells empty is used, with those modalities masked
+            out. ``inner``: only rows with every modality are used; the others are counted and listed
+            like skipped rows.
         seed: seed of the training order and of train-time augmentation (default: the
             ``seed_everything`` value, else 0). The order depends only on (seed, epoch).
     """
@@ -122,6 +133,8 @@ class MultimodalDataModule(pl.LightningDataModule):
         persistent_workers: bool = True,
         predict_split: Literal["train", "val", "test", "all"] = "test",
         seed: int | None = None,
+        on_bad_sample: OnBadSample = "error",
+        join: Join = "outer",
     ) -> None:
         super().__init__()
         if not modalities:
@@ -134,7 +147,11 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.predict_split = predict_split
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        self.on_bad_sample = on_bad_sample
+        self.join = join
         self._manifest: Manifest | None = None
+        self._load_problems: list[DataError] = []
+        self._selection: RowSelection | None = None
         self._restored_classes: list[str] | None = None
         self._fitted = False
 
@@ -145,7 +162,11 @@ class MultimodalDataModule(pl.LightningDataModule):
         """The parsed manifest (read on first use, after the source has prepared it)."""
         if self._manifest is None:
             self.source.prepare()
-            manifest = self.source.load()
+            # skip mode: every bad row is collected (and later skipped) instead of raising on the first
+            manifest = self.source.load(self._load_problems if self.on_bad_sample == "skip" else None)
+            whole_file = [e for e in self._load_problems if e.row is None]
+            if whole_file:
+                raise whole_file[0]  # e.g. no target column: not a row that can be skipped
             self._check_columns(manifest)
             if self._restored_classes is not None:
                 manifest.classes = self._restored_classes
@@ -187,15 +208,44 @@ class MultimodalDataModule(pl.LightningDataModule):
             for dm in self.modalities.values():
                 dm.fit([c for r in train_rows if (c := r.cells.get(dm.column, "")).strip()])
             self._fitted = True
+        # skip mode decodes the splits this stage reads, once, before their first batch
+        predict: list[str] = ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
+        self._select({"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage, predict))
 
-    def _rows(self, split: str) -> list[Row]:
-        return self.manifest.rows if split == "all" else self.manifest.split(split)
+    @property
+    def selection(self) -> RowSelection:
+        """Which rows are used (``join``, ``on_bad_sample``) and the record of those left out."""
+        if self._selection is None:
+            self._selection = RowSelection(
+                self.manifest,
+                self.modalities,
+                self.on_bad_sample,
+                self.join,
+                self._load_problems,
+                self.num_workers,
+            )
+        return self._selection
 
-    def _loader(self, split: str, train: bool = False) -> DataLoader:
-        rows = self._rows(split)
+    def _select(self, splits: list[str]) -> None:
+        new = self.selection.prepare(splits)
+        trainer = self.trainer
+        if new and (trainer is None or trainer.is_global_zero):
+            report_skipped(self.selection, new, trainer)
+
+    def rows(self, split: str, labelled: bool = True) -> list[Row]:
+        """The rows used for ``split`` (``all``: every split), after ``join`` and ``on_bad_sample``."""
+        return self.selection.rows(split, labelled)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, DataError):
+            raise batch  # a bad sample found in a DataLoader worker, raised here in the main process
+        return batch
+
+    def _loader(self, split: str, train: bool = False, labelled: bool = True) -> DataLoader:
+        rows = self.rows(split, labelled)
         if not rows:
             raise DataError(f"the {split!r} split has no rows", file=str(self.manifest.path))
-        dataset = ManifestDataset(self.manifest, rows, self.modalities, train=train)
+        dataset = ManifestDataset(self.manifest, rows, self.modalities, train=train, labelled=labelled)
         # Under DDP each process reads its own shard; evaluation shards never repeat a sample, so
         # metrics synced across processes equal the single-process ones (see data/sampling.py).
         sampler = ShardSampler(len(dataset), shuffle=train, seed=self.seed, even=train)
@@ -222,7 +272,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_split)
+        return self._loader(self.predict_split, labelled=False)
 
     # --- what travels with a checkpoint ------------------------------------------------------
 

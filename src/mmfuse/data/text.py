@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from mmfuse.data.base import ModalityDataModule, Sample
 from mmfuse.data.errors import SampleError
@@ -50,6 +51,8 @@ class TextDataModule(ModalityDataModule):
         min_freq: the built-in vocabulary keeps only words seen at least this often in the train split.
         lowercase: lowercase text before the built-in tokenizer splits it (a Hugging Face tokenizer
             applies its own normalisation).
+        required: an empty cell is a problem (check-data reports it; training raises or skips the
+            row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
         source: the manifest, only needed when this module is used alone.
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
@@ -65,11 +68,14 @@ class TextDataModule(ModalityDataModule):
         vocab_size: int = 8000,
         min_freq: int = 1,
         lowercase: bool = True,
+        required: bool = False,
         source: ManifestSource | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(column=column, source=source, batch_size=batch_size, num_workers=num_workers)
+        super().__init__(
+            column=column, required=required, source=source, batch_size=batch_size, num_workers=num_workers
+        )
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         if vocab_size < 3:
@@ -164,14 +170,13 @@ class TextDataModule(ModalityDataModule):
 
         Padding is ``pad_id`` with mask False; a missing text (``None``) is one masked pad token.
         """
-        L = max([1] + [len(s["input_ids"]) for s in samples if s is not None])
-        input_ids = torch.full((len(samples), L), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros(len(samples), L, dtype=torch.bool)
-        for i, s in enumerate(samples):
-            if s is not None:
-                n = len(s["input_ids"])
-                input_ids[i, :n] = s["input_ids"]
-                attention_mask[i, :n] = s["attention_mask"]
+        empty = torch.zeros(0, dtype=torch.long)
+        texts = [empty if s is None else s["input_ids"] for s in samples]
+        lengths = torch.tensor([len(t) for t in texts])  # (B,)
+        input_ids = pad_sequence(texts, batch_first=True, padding_value=self.pad_id)  # (B, L)
+        if input_ids.shape[1] == 0:
+            input_ids = torch.full((len(samples), 1), self.pad_id, dtype=torch.long)
+        attention_mask = torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]  # (B, L)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def encoder_requirements(self) -> dict[str, int]:

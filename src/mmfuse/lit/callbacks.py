@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from mmfuse.lit.run_directory import run_directory
+
 
 class PredictionWriter(BasePredictionWriter):
     """Writes ``predict`` results to one CSV: ``id``, the predicted class name, one probability per class.
@@ -20,7 +22,7 @@ class PredictionWriter(BasePredictionWriter):
     (the distributed sampler may repeat samples to even out the processes).
 
     Args:
-        output: CSV path; default ``predictions.csv`` in the run's log directory.
+        output: CSV path; default ``predictions.csv`` in the run directory.
     """
 
     def __init__(self, output: str | None = None) -> None:
@@ -45,7 +47,7 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.global_rank != 0:
             return
         class_names: list[str] = list(getattr(pl_module, "class_names", []))
-        path = Path(self.output) if self.output else Path(trainer.log_dir or ".") / "predictions.csv"
+        path = Path(self.output) if self.output else run_directory(trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         seen: set[str] = set()
         with path.open("w", newline="", encoding="utf-8") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, cast
 
 import pytorch_lightning as pl
@@ -13,7 +14,9 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from mmfuse.data.base import ModalityDataModule
+from mmfuse.lit.presence import PresenceAccuracy
 from mmfuse.models.fusion.base import Fuser
+from mmfuse.models.masking import drop_modalities
 from mmfuse.models.multimodal import ModelOutput, MultimodalModel
 from mmfuse.types import Batch
 
@@ -35,8 +38,13 @@ class MultimodalModule(pl.LightningModule):
         head_hidden: hidden width of the classification head (0: a linear head).
         head_dropout: dropout in the classification head.
         label_smoothing: label smoothing of the cross-entropy loss.
+        modality_dropout: in training, each present modality of each sample is dropped (masked as
+            absent) with this probability, never all of a sample's modalities, so that the model
+            learns to cope with missing inputs. Encoders still run on every batch (a fixed graph for DDP).
         optimizer: optimizer factory, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 0.001}}``.
         scheduler: optional learning-rate scheduler factory, stepped every epoch.
+        compile: ``torch.compile`` each encoder and the fuser, in place (checkpoint keys are the
+            same compiled or not). The first steps are slow while kernels compile.
     """
 
     def __init__(
@@ -49,14 +57,18 @@ class MultimodalModule(pl.LightningModule):
         head_hidden: int = 0,
         head_dropout: float = 0.0,
         label_smoothing: float = 0.0,
+        modality_dropout: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
         # Under the CLI the hyper-parameters are the plain config (class paths and init args), which
         # load_from_checkpoint re-instantiates. Built in Python, they are live objects: drop those, so
-        # every checkpoint still loads with torch.load(weights_only=True).
+        # every checkpoint still loads with torch.load(weights_only=True) (hence no warning about them).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
+            self.save_hyperparameters()
         for key in [k for k, v in self.hparams.items() if isinstance(v, nn.Module | dict) and _has_live(v)]:
             self.hparams.pop(key)
         for key in ("optimizer", "scheduler"):
@@ -67,12 +79,22 @@ class MultimodalModule(pl.LightningModule):
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.task = task
         self.label_smoothing = label_smoothing
+        if not 0 <= modality_dropout < 1:
+            raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        self.modality_dropout = modality_dropout
+        #: modalities the model may see; the others are treated as absent (``mmfuse ablate`` sets it)
+        self.keep_modalities: frozenset[str] | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.model = MultimodalModel(encoders, fusion, num_classes, head_hidden, head_dropout)
+        if compile:
+            # the parts, not the LightningModule: Lightning's hooks and logging stay in eager Python
+            for part in (*self.model.encoders.values(), self.model.fusion):
+                part.compile()
         # ModuleDict keys may not shadow nn.Module attributes such as `train`: hence the suffix
         self.metrics = nn.ModuleDict({f"{s}_": self._metric_collection(s, num_classes) for s in STAGES})
         self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.test_presence = PresenceAccuracy(list(self.model.encoders))
 
     @staticmethod
     def _metric_collection(stage: str, num_classes: int) -> MetricCollection:
@@ -97,7 +119,17 @@ class MultimodalModule(pl.LightningModule):
         return cast(MeanMetric, self.mean_loss[f"{stage}_"])
 
     def forward(self, batch: Batch) -> ModelOutput:
-        return self.model(batch.inputs, batch.present)
+        return self.model(batch.inputs, self.effective_present(batch))
+
+    def effective_present(self, batch: Batch) -> dict[str, Tensor]:
+        """``batch.present`` without the modalities outside ``keep_modalities`` and, in training,
+        after modality dropout."""
+        present = dict(batch.present)
+        if self.keep_modalities is not None:
+            present = {m: p & (m in self.keep_modalities) for m, p in present.items()}
+        if self.training and self.modality_dropout > 0:
+            present = drop_modalities(present, self.modality_dropout)
+        return present
 
     def _loss(self, logits: Tensor, target: Tensor) -> Tensor:
         return F.cross_entropy(logits, target, ignore_index=-1, label_smoothing=self.label_smoothing)
@@ -119,6 +151,8 @@ class MultimodalModule(pl.LightningModule):
         if labelled.any():
             self._mean_loss(stage).update(self._loss(logits, target), weight=int(labelled.sum()))
         self._metrics(stage).update(logits, target)
+        if stage == "test":
+            self.test_presence.update(logits, target, self.effective_present(batch))
         show = stage == "val"
         self.log(f"{stage}/loss", self._mean_loss(stage), on_step=False, on_epoch=True, prog_bar=show)
         self.log_dict(self._metrics(stage), on_step=False, on_epoch=True, prog_bar=show)
@@ -128,6 +162,15 @@ class MultimodalModule(pl.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        # test metrics by presence pattern (e.g. test/presence/audio+image/acc), when the data has
+        # more than one; compute() has summed the counts over processes already
+        values = self.test_presence.compute()  # every process calls it: it syncs under DDP
+        if sum(k.endswith("/n") for k in values) > 1:
+            for key, value in values.items():
+                self.log(f"test/presence/{key}", value)
+        self.test_presence.reset()
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         probs = self(batch).logits.float().softmax(dim=-1)  # (B, K)

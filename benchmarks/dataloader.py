@@ -1,0 +1,132 @@
+"""Is data loading ever the bottleneck? Loader throughput vs. the model's, and check-data's speed.
+
+    python benchmarks/dataloader.py                 # the quickstart data and model
+    python benchmarks/dataloader.py --rows 100000   # also check-data on a 100k-row manifest
+
+Prints, for the quickstart config:
+
+- samples/s of the train DataLoader with 0, 1 and 2 worker processes (decode PNG + WAV + text,
+  log-mel, collate), timed over a whole epoch after one warm-up epoch (persistent workers);
+- samples/s of the quickstart model's training step (forward, backward, AdamW step) on batches
+  already in memory: the faster of 1 and 2 torch threads (on a busy machine 2 threads can be far
+  slower than 1), so that the loader is compared with the fastest the model can consume;
+- rows/s of ``mmfuse check-data`` (decode every file of every split, 2 workers).
+
+Run it when the machine is otherwise idle: the figures are wall-clock rates (``--repeat N`` keeps
+the best of N measurements of each, which filters out other jobs' interference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmfuse.commands.config import full_cli
+from mmfuse.data import ManifestSource
+from mmfuse.data.check import check
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loader_rate(data: Any, workers: int) -> float:
+    data.num_workers, data.persistent_workers = workers, workers > 0
+    loader = data.train_dataloader()
+    for _ in loader:  # warm-up epoch: worker start-up, file cache
+        pass
+    start, n = time.perf_counter(), 0
+    for batch in loader:
+        n += len(batch)
+    return n / (time.perf_counter() - start)
+
+
+def model_rate(module: Any, batches: list[Any], passes: int = 3) -> float:
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    module.train()
+
+    def step(batch: Any) -> None:
+        loss = module._loss(module(batch).logits, batch.targets[module.task])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step(batches[0])  # warm-up
+    start, n = time.perf_counter(), 0
+    for _ in range(passes):
+        for batch in batches:
+            step(batch)
+            n += len(batch)
+    return n / (time.perf_counter() - start)
+
+
+def big_manifest(manifest: Path, rows: int, out: Path) -> Path:
+    """``rows`` rows that reuse the quickstart's files under new ids (in the same folder, for the paths)."""
+    with manifest.open() as f:
+        source = list(csv.DictReader(f))
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(source[0]))
+        writer.writeheader()
+        for i in range(rows):
+            writer.writerow({**source[i % len(source)], "id": f"big{i}"})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=0, help="also time check-data on a manifest this long")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure N times, keep each figure's best (a shared machine)"
+    )
+    args = parser.parse_args()
+    cli = full_cli(["--config", str(ROOT / "configs/quickstart.yaml"), "--trainer.logger=false"])
+    data, module = cli.datamodule, cli.model
+    data.prepare_data()
+    data.setup("fit")
+    print(f"data: {data.describe()}; batch size {data.batch_size}; torch threads {torch.get_num_threads()}")
+    rates: dict[int, float] = {}
+    by_threads: dict[int, float] = {}
+    check_rate = 0.0
+    threads = torch.get_num_threads()
+    for _ in range(args.repeat):
+        for w in (0, 1, 2):
+            rates[w] = max(rates.get(w, 0.0), loader_rate(data, w))
+        data.num_workers, data.persistent_workers = 0, False
+        batches = [b for b, _ in zip(data.train_dataloader(), range(8), strict=False)]
+        for n in sorted({1, threads}):
+            torch.set_num_threads(n)
+            by_threads[n] = max(by_threads.get(n, 0.0), model_rate(module, batches))
+        torch.set_num_threads(threads)
+        report = check(data.source, data.modalities, num_workers=2)
+        check_rate = max(check_rate, report.total_rows / report.seconds)
+    best = max(by_threads, key=by_threads.__getitem__)
+    model = by_threads[best]
+    print("| what | samples/s | vs. the model |")
+    print("|---|---|---|")
+    for w, rate in rates.items():
+        print(f"| DataLoader, {w} worker{'s' if w != 1 else ''} | {rate:.0f} | {rate / model:.1f}x |")
+    step = f"training step (quickstart model, {best} torch thread{'s' if best > 1 else ''})"
+    print(f"| {step} | {model:.0f} | 1.0x |")
+    print(f"| check-data, 2 workers ({report.total_rows} rows) | {check_rate:.0f} rows/s | |")
+    if args.rows:
+        # beside the quickstart's manifest, so that its relative media paths hold
+        big = big_manifest(
+            data.manifest.path, args.rows, data.manifest.root / f".benchmark-{os.getpid()}.csv"
+        )
+        try:
+            report = check(ManifestSource(str(big)), data.modalities, num_workers=2)
+        finally:
+            big.unlink()
+        rate = report.total_rows / report.seconds
+        n, seconds = report.total_rows, report.seconds
+        print(f"| check-data, 2 workers ({n} rows) | {rate:.0f} rows/s ({seconds:.0f} s) | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""mmfuse's own subcommands beside LightningCLI's fit / validate / test / predict.
+
+LightningCLI's subcommands are fixed, so :func:`mmfuse.cli.main` hands these to :func:`run` by name.
+Each reads the same config files as ``mmfuse fit`` (``--config``, ``--data.*``, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _check_data(args: list[str]) -> int:
+    from mmfuse.commands.check_data import main
+
+    return main(args)
+
+
+def _ablate(args: list[str]) -> int:
+    from mmfuse.commands.ablate import main
+
+    return main(args)
+
+
+#: name -> entry point taking the arguments after the name and returning the exit code
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"check-data": _check_data, "ablate": _ablate}

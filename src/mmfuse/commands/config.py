@@ -1,0 +1,75 @@
+"""Build the configured objects of ``mmfuse fit`` from the same arguments, for mmfuse's own commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytorch_lightning as pl
+from jsonargparse import ArgumentParser, Namespace
+
+from mmfuse.cli import MultimodalCLI
+from mmfuse.lit.module import MultimodalModule
+
+
+class _ParseOnly(MultimodalCLI):
+    """Parses (and validates) a full config without building the model or the trainer."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def _set_seed(self) -> None:
+        pass  # nothing random is built here
+
+
+@contextmanager
+def _own_argv() -> Iterator[None]:
+    # LightningCLI warns when given `args` while sys.argv has arguments (here: the command's own)
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def full_cli(args: list[str]) -> MultimodalCLI:
+    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run."""
+    with _own_argv():
+        return MultimodalCLI(
+            MultimodalModule,
+            pl.LightningDataModule,
+            subclass_mode_data=True,
+            args=args,
+            run=False,
+            auto_configure_optimizers=False,
+        )
+
+
+def parse_config(args: list[str]) -> Namespace:
+    """The validated config of ``mmfuse fit <args>``, nothing built."""
+    with _own_argv():
+        cli = _ParseOnly(
+            MultimodalModule,
+            pl.LightningDataModule,
+            subclass_mode_data=True,
+            args=args,
+            run=False,
+            auto_configure_optimizers=False,
+        )
+    return cli.config
+
+
+def build_data(config: Namespace) -> Any:
+    """Only the configured DataModule: a bad manifest must not stop the model or trainer being built first."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningDataModule, "data", required=True)
+    data = config["data"]
+    cfg = parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    return instantiate(cfg)["data"]

@@ -1,0 +1,310 @@
+"""mmfuse's Weights & Biases logger: offline without an account, never a login prompt, resumable.
+
+On top of Lightning's ``WandbLogger``:
+
+- **No account needed.** Without credentials (``WANDB_API_KEY``, a ``~/.netrc`` entry for the
+  W&B host) the run is logged offline and ``wandb sync <run folder>`` uploads it later; W&B is
+  never left to ask for a key. ``WANDB_MODE`` (``offline``, ``disabled``) and the other
+  ``WANDB_*`` variables are respected.
+- **Config once, nested.** The CLI logs its whole resolved config (see ``config_logging.py``);
+  after that the model's and data's hyper-parameters, which repeat parts of it, are not logged again.
+- **Resume.** :meth:`WandbLogger.continue_run` reads the run id stored in a checkpoint (or in
+  ``wandb_run.json`` of its run directory), so a resumed fit continues the same run.
+- **Checkpoint artifacts** (``log_model``) carry the monitored metric, epoch, step and the config.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.loggers.utilities import _scan_checkpoints
+from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
+
+#: key of the run's identity in every checkpoint (written by ``RunFacts``)
+CHECKPOINT_KEY = "wandb_run"
+#: the run's identity, in its run directory
+RUN_FILE = "wandb_run.json"
+#: the CLI config as a file of the W&B run (W&B's own ``config.yaml`` there holds the run config)
+CONFIG_FILE = "lightning_config.yaml"
+_DEFAULT_HOSTS = ("api.wandb.ai", "api.forge.coreweave.com")
+
+# the run the last mmfuse logger of this process started: finished before a new one starts, so a
+# CLI call that failed half-way (a notebook, a test session) cannot leave it open to be reused
+_last_run: Any = None
+
+
+def has_wandb_credentials() -> bool:
+    """True if W&B can authenticate without asking: an API key or identity token in the
+    environment, or a ``.netrc`` entry (``$NETRC`` or ``~/.netrc``) for the W&B host."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    hosts = set(_DEFAULT_HOSTS)
+    if base_url := os.environ.get("WANDB_BASE_URL"):
+        hosts.add(urlsplit(base_url).netloc or base_url)
+    path = Path(os.environ.get("NETRC") or "~/.netrc").expanduser()
+    try:
+        entries = netrc.netrc(path)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return any((auth := entries.authenticators(h)) is not None and auth[2] for h in hosts)
+
+
+def resolve_mode(offline: bool = False) -> tuple[str | None, str | None]:
+    """The mode to force on ``wandb.init`` (None: leave it to W&B), and why it was forced.
+
+    ``WANDB_MODE=offline|disabled`` is W&B's to apply. Otherwise, without credentials the run goes
+    offline: W&B itself would prompt for a key on a terminal, or fail without one.
+    """
+    if offline:
+        return "offline", None
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env_mode in ("offline", "dryrun", "disabled") or has_wandb_credentials():
+        return None, None
+    where = "WANDB_API_KEY or a ~/.netrc entry from `wandb login`"
+    if env_mode == "online":
+        return "offline", f"WANDB_MODE=online but no W&B credentials ({where})"
+    return "offline", f"no W&B credentials ({where})"
+
+
+def stored_run_id(ckpt_path: str | os.PathLike[str]) -> str | None:
+    """The W&B run id a checkpoint was written by, or None (read without loading its tensors)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        run_id = (ckpt.get(CHECKPOINT_KEY) or {}).get("id")
+    except Exception:  # an old or foreign checkpoint: fall back to the run directory
+        run_id = None
+    if not run_id:
+        info = path.parent.parent / RUN_FILE  # <run dir>/checkpoints/x.ckpt
+        if info.is_file():
+            run_id = json.loads(info.read_text()).get("id")
+    return str(run_id) if run_id else None
+
+
+def is_live(run: Any) -> bool:
+    """True for a real, running W&B run (not disabled, not a non-zero rank's dummy)."""
+    settings = getattr(run, "settings", None)
+    return settings is not None and getattr(settings, "mode", "") != "disabled" and hasattr(run, "dir")
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger, set up so that a run never waits for a login and can be resumed.
+
+    Every argument is a plain, typed option (``--trainer.logger.init_args.<name>``). The CLI links
+    ``save_dir`` to ``trainer.default_root_dir``: the run's folder is ``<save_dir>/<project>/<run id>``
+    (checkpoints, ``config.yaml``, ``test_metrics.json``) and W&B's own files go to
+    ``<save_dir>/wandb/`` (or ``$WANDB_DIR``).
+
+    Args:
+        project: W&B project (default: ``$WANDB_PROJECT``, else ``mmfuse``).
+        entity: team or user that owns the project (default: ``$WANDB_ENTITY`` or your default entity).
+        name: display name of the run (default: W&B's random name).
+        group: group runs together, e.g. the folds of a cross-validation.
+        tags: labels to filter runs by.
+        notes: a longer description of the run.
+        job_type: the kind of run, e.g. ``train`` or ``eval``.
+        log_model: upload checkpoints as ``model`` artifacts: True = best and last at the end of
+            fit, ``"all"`` = every checkpoint as it is written, False = none.
+        offline: log offline even when credentials exist (``wandb sync`` uploads later).
+        id: the run id, to continue a run (set by resume from the checkpoint).
+        save_dir: where the run's folders go (linked to ``trainer.default_root_dir`` by the CLI).
+        checkpoint_name: name of the model artifact (default ``model-<run id>``).
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        entity: str | None = None,
+        name: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        job_type: str | None = None,
+        log_model: bool | Literal["all"] = False,
+        offline: bool = False,
+        id: str | None = None,
+        save_dir: str | None = None,
+        checkpoint_name: str | None = None,
+    ) -> None:
+        init: dict[str, Any] = {"entity": entity, "group": group, "tags": tags, "notes": notes}
+        init["job_type"] = job_type
+        super().__init__(
+            name=name,
+            save_dir=save_dir,  # type: ignore[arg-type]  # None: Lightning falls back to default_root_dir
+            id=id,
+            project=project or os.environ.get("WANDB_PROJECT") or "mmfuse",
+            log_model=log_model,
+            checkpoint_name=checkpoint_name,
+            **{k: v for k, v in init.items() if v is not None},
+        )
+        self._wandb_init.pop("anonymous", None)  # deprecated by W&B; never a reason to prompt
+        self._force_offline = offline
+        #: why the run was switched offline (None: W&B's own mode applies)
+        self.offline_reason: str | None = None
+        #: the CLI's resolved config, once logged (also the artifacts' metadata)
+        self.cli_config: dict[str, Any] | None = None
+        self._finished = False
+
+    # --- creating the run (rank 0) -----------------------------------------------------------
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        global _last_run
+        if self._experiment is None and getattr(self, "_attach_id", None) is None:
+            self._prepare_init()
+        run = super().experiment
+        if run is not _last_run and is_live(run) and not self._finished:
+            _last_run = run
+            self._write_run_file(run)
+        return run
+
+    def _prepare_init(self) -> None:
+        import wandb
+
+        if _last_run is not None and wandb.run is _last_run:
+            _finish(_last_run, exit_code=1)
+        mode, reason = resolve_mode(self._force_offline)
+        if mode is not None:
+            self._wandb_init["mode"] = mode
+        self.offline_reason = reason
+        if reason:
+            rank_zero_info(f"W&B: {reason}: logging offline; `wandb sync` uploads the run later.")
+        wandb_dir = os.environ.get("WANDB_DIR") or self._save_dir or os.getcwd()
+        Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+        self._wandb_init["dir"] = wandb_dir
+
+    @property
+    def log_dir(self) -> str:
+        """The run directory ``<save_dir>/<project>/<run id>`` (where checkpoints go)."""
+        return os.path.join(self._save_dir or ".", str(self.name), str(self.version))
+
+    def _write_run_file(self, run: Any) -> None:
+        info = {
+            "id": run.id,
+            "project": run.project,
+            "entity": run.entity or None,
+            "name": run.name,
+            "url": None if run.offline else run.url,
+            "wandb_dir": str(Path(run.dir).parent),
+        }
+        out = Path(self.log_dir) / RUN_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(info, indent=2) + "\n")
+
+    def continue_run(self, ckpt_path: str | os.PathLike[str] | None) -> str | None:
+        """Continue the W&B run that wrote ``ckpt_path`` (call before the run starts).
+
+        Returns the run id, or None when there is nothing to continue or the id is set already
+        (``id=``, ``$WANDB_RUN_ID`` of a sweep agent).
+        """
+        if ckpt_path is None or self._experiment is not None or self._id or os.environ.get("WANDB_RUN_ID"):
+            return None
+        run_id = stored_run_id(ckpt_path)
+        if run_id:
+            self._id = self._wandb_init["id"] = run_id
+            self._wandb_init["resume"] = "allow"
+        return run_id
+
+    # --- config ------------------------------------------------------------------------------
+
+    @rank_zero_only
+    def log_cli_config(self, config: dict[str, Any], yaml_text: str) -> None:
+        """Log the CLI's resolved config as the run config (nested) and as a file of the run."""
+        self.cli_config = config
+        run = self.experiment
+        run.config.update(config, allow_val_change=True)
+        if is_live(run):
+            path = Path(run.dir) / CONFIG_FILE
+            path.write_text(yaml_text)
+            run.save(str(path), base_path=run.dir, policy="now")
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        if self.cli_config is not None:
+            return  # the model's and data's hyper-parameters are parts of the config logged already
+        super().log_hyperparams(params)
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def finish(self) -> str | None:
+        """Finish the run (rank 0). Returns where to see it: its URL, or the ``wandb sync`` command
+        that uploads an offline run."""
+        global _last_run
+        run = self._experiment
+        if _rank() != 0 or run is None or not is_live(run) or self._finished:
+            return None
+        if run.offline:
+            folder = Path(run.dir).parent  # .../wandb/offline-run-<time>-<id>
+            # a resumed run has one folder per session, all with its id: sync them all, in order
+            folders = sorted(f for f in folder.parent.glob("offline-run-*") if _folder_of(f.name, run.id))
+            shown = [os.path.relpath(f) if f.is_relative_to(Path.cwd()) else str(f) for f in folders]
+            where = f"offline run; upload it with: wandb sync {' '.join(shown)}"
+        else:
+            where = str(run.url)
+        run.finish()
+        self._finished = True
+        if _last_run is run:
+            _last_run = None
+        return where
+
+    # --- checkpoints as artifacts ------------------------------------------------------------
+
+    def _scan_and_log_checkpoints(self, checkpoint_callback: ModelCheckpoint) -> None:
+        import wandb
+
+        if _rank() != 0:
+            return
+        cc = checkpoint_callback
+        for mtime, path, score, _ in _scan_checkpoints(cc, self._logged_model_time):
+            aliases = [
+                a for a, p in (("best", cc.best_model_path), ("last", cc.last_model_path)) if p == path
+            ]
+            value = score.item() if isinstance(score, torch.Tensor) else score
+            metadata: dict[str, Any] = {
+                "monitor": cc.monitor,
+                "score": value,
+                **({cc.monitor: value} if cc.monitor else {}),
+                **checkpoint_epoch_and_step(path),
+                "original_filename": Path(path).name,
+                "config": self.cli_config or {},
+            }
+            name = self._checkpoint_name or f"model-{self.experiment.id}"
+            artifact = wandb.Artifact(name=name, type="model", metadata=metadata)
+            artifact.add_file(path, name="model.ckpt", policy=self.add_file_policy)
+            self.experiment.log_artifact(artifact, aliases=aliases or None)
+            self._logged_model_time[path] = mtime
+
+
+def _folder_of(name: str, run_id: str) -> bool:
+    """True if ``name`` is an offline folder of the run: ``offline-run-<time>-<id>[-<n>]``."""
+    rest = name.split("-", 3)[-1]
+    return rest == run_id or (rest.startswith(f"{run_id}-") and rest[len(run_id) + 1 :].isdigit())
+
+
+def _finish(run: Any, exit_code: int) -> None:
+    run.finish(exit_code=exit_code)
+
+
+def _rank() -> int:
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
+def checkpoint_epoch_and_step(path: str) -> dict[str, int]:
+    """``{"epoch": ..., "global_step": ...}`` of a checkpoint file (empty if it cannot be read)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return {"epoch": int(ckpt["epoch"]), "global_step": int(ckpt["global_step"])}
+    except Exception:
+        return {}

@@ -1,0 +1,176 @@
+"""``mmfuse check-data``: every planted problem found, on real files, and nothing else."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmfuse.cli import main
+from mmfuse.data import (
+    AudioDataModule,
+    DataError,
+    ImageDataModule,
+    ManifestSource,
+    MultimodalDataModule,
+    TextDataModule,
+)
+from mmfuse.data.check import check
+from mmfuse.data.decode import STATUSES
+from tests.conftest import quickstart_args, write_manifest
+from tests.data.messy import Messy, build_messy, modalities, source
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> Messy:
+    return build_messy(tmp_path / "messy")
+
+
+def _found(problems: list[DataError]) -> set[tuple[int | None, str | None, str]]:
+    return {(e.row, e.column, e.reason) for e in problems}
+
+
+def _matches(planted: set[tuple[int, str | None, str]], problems: list[DataError]) -> None:
+    found = _found(problems)
+    for row, column, fragment in planted:
+        hits = [f for f in found if f[0] == row and f[1] == column and fragment in f[2]]
+        assert len(hits) == 1, (row, column, fragment, sorted(found, key=str))
+    assert len(problems) == len(planted), sorted(found, key=str)  # and nothing else
+
+
+def test_every_planted_problem_and_no_other(messy: Messy) -> None:
+    report = check(source(messy), modalities(), num_workers=2)
+    _matches(messy.planted, report.problems)
+    by_row = {e.row: e for e in report.problems}
+    assert by_row[15].sample_id == "b_missing" and by_row[15].file == str(
+        messy.manifest.parent / "media/gone.png"
+    )
+    assert by_row[15].split == "train" and by_row[20].split == "val"
+    assert report.rows == messy.rows
+    # coverage: g2 has no audio and g9 no image (missing, not broken); the broken ones are counted
+    cover = report.coverage
+    assert [cover["train"]["audio"][s] for s in STATUSES] == [11, 1, 3]  # present, missing, broken
+    assert [cover["val"]["image"][s] for s in STATUSES] == [4, 1, 0]
+    assert report.class_counts["val"] == {"cat": 3, "dog": 1}  # b_label's "bird" is not counted
+    assert not report.ok
+
+
+def test_serial_and_parallel_checks_agree(messy: Messy) -> None:
+    serial, parallel = (check(source(messy), modalities(), num_workers=w) for w in (0, 2))
+    assert _found(serial.problems) == _found(parallel.problems)
+    assert serial.coverage == parallel.coverage
+
+
+def _config(tmp_path: Path, messy: Messy) -> Path:
+    config = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
+    spec = {name: {"class_path": f"mmfuse.data.{type(dm).__name__}"} for name, dm in modalities().items()}
+    spec["audio"]["init_args"] = {"sample_rate": 8000, "n_fft": 128, "hop_length": 128, "n_mels": 8}
+    spec["text"]["init_args"] = {"required": True}
+    config["data"]["init_args"]["source"] = {
+        "class_path": "mmfuse.data.ManifestSource",
+        "init_args": {"path": str(messy.manifest), "classes": ["cat", "dog"]},
+    }
+    config["data"]["init_args"]["modalities"] = spec
+    path = tmp_path / "messy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_command_prints_one_line_per_problem_and_fails(
+    messy: Messy, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    out_csv = tmp_path / "problems.csv"
+    args = ["check-data", "--config", str(_config(tmp_path, messy)), "--problems_csv", str(out_csv)]
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 1
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if " row " in line and " column " in line]
+    assert len(lines) == len(messy.planted)
+    assert any(
+        "row 21  id b_silent  column audio  file " in line
+        and line.endswith("audio is silent (every sample is zero)")
+        for line in lines
+    )
+    assert "16 problems in 16 rows" in printed
+    with out_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert {(int(r["row"]), r["column"] or None) for r in rows} == {(r, c) for r, c, _ in messy.planted}
+
+
+def test_command_on_clean_data_exits_zero(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    main(["check-data", *quickstart_args(synthetic_root, tmp_path)])  # no SystemExit: code 0
+    printed = capsys.readouterr().out
+    assert "OK: no problems found" in printed and "160 rows" in printed
+
+
+def test_command_help_explains_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check-data", "--help"])
+    assert info.value.code == 0
+    assert "decode every file" in capsys.readouterr().out
+
+
+def test_a_column_that_does_not_exist(tmp_path: Path, small_manifest: Path) -> None:
+    mods = {"image": ImageDataModule(size=8), "text": TextDataModule(column="caption")}
+    report = check(ManifestSource(str(small_manifest), target="kind"), mods, num_workers=0)
+    assert [(e.row, e.column) for e in report.problems] == [(None, "kind"), (None, "caption")]
+    assert "no target column 'kind'" in report.problems[0].reason
+    assert "does not have" in report.problems[1].reason
+    assert report.coverage["train"]["image"]["present"] == 8  # the rest is still checked
+    data = MultimodalDataModule(
+        ManifestSource(str(small_manifest), target="kind"), mods, on_bad_sample="skip"
+    )
+    with pytest.raises(DataError, match="no target column 'kind'"):
+        data.setup("fit")  # a whole-file problem is not a row that training could skip
+
+
+def test_jsonl_bad_lines_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    good = [json.dumps({"id": f"s{i}", "split": "train", "text": "hi there", "label": "a"}) for i in range(3)]
+    path.write_bytes(
+        "\n".join([good[0], '{"id": "s9", "text": ', good[1], '["a list"]', good[2]]).encode()
+        + b'\n{"id": "s8", "text": "\xff\xfe"}\n'
+    )
+    report = check(ManifestSource(str(path)), {"text": TextDataModule()}, num_workers=0)
+    assert [(e.row, e.reason.split(":")[0]) for e in report.problems] == [
+        (2, "line 2"),
+        (4, "line 4"),
+        (6, "line 6"),
+    ]
+    assert "not valid JSON" in report.problems[0].reason and "not valid UTF-8" in report.problems[2].reason
+    assert report.rows == {"train": 3, "unknown": 3}
+
+
+def test_stray_labels_are_not_taken_for_classes(tmp_path: Path) -> None:
+    rows = [{"id": f"s{i}", "split": "train", "text": "t", "label": "abc"[i % 3]} for i in range(30)]
+    rows.append({"id": "x", "split": "train", "text": "t", "label": "banana"})
+    report = check(
+        ManifestSource(str(write_manifest(tmp_path / "m.csv", rows))), {"text": TextDataModule()}, 0
+    )
+    assert report.classes == ["a", "b", "c"]
+    assert [(e.sample_id, e.column) for e in report.problems] == [("x", "label")]
+    # integer class ids: a stray large id does not add 90 empty classes
+    rows = [{**r, "label": str("abc".index(r["label"]) if r["id"] != "x" else 99)} for r in rows]
+    m = ManifestSource(str(write_manifest(tmp_path / "n.csv", rows))).load()
+    assert m.classes == ["0", "1", "2"] and m.target_problem(m.rows[-1]) is not None
+    # a small dataset gives no evidence of what is stray: every value is a class
+    small = ManifestSource(str(write_manifest(tmp_path / "s.csv", rows[:3] + rows[-1:]))).load()
+    assert small.classes == [str(i) for i in range(100)]
+
+
+def test_wrong_sample_rate_is_fine_with_resample(messy: Messy) -> None:
+    mods = modalities()
+    mods["audio"] = AudioDataModule(sample_rate=8000, resample=True, n_fft=128, hop_length=128, n_mels=8)
+    report = check(source(messy), mods, num_workers=0)
+    assert not any(e.sample_id == "b_rate" for e in report.problems)
+    assert len(report.problems) == len(messy.planted) - 1

@@ -1,0 +1,153 @@
+"""Real multi-process DDP on the CPU (gloo): exact evaluation, predict once per sample, simulated nodes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmfuse.data.synthetic import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def odd_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 train, 101 val and 101 test samples: the eval splits do not divide by 2 processes."""
+    root = tmp_path_factory.mktemp("odd")
+    manifest = generate(root, num_samples=262, seed=3, image_size=24, sample_rate=8000)
+    with manifest.open() as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        row["split"] = "train" if i < 60 else ("val" if i < 161 else "test")
+    out = root / "odd.csv"
+    with out.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def _args(manifest: Path, run_dir: Path) -> list[str]:
+    return [
+        "--config",
+        "configs/quickstart.yaml",
+        "--data.init_args.source=mmfuse.data.ManifestSource",
+        f"--data.init_args.source.init_args.path={manifest}",
+        "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=16",
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={run_dir}",
+    ]
+
+
+def _mmfuse(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "mmfuse", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _metrics(run_dir: Path, stage: str) -> dict[str, float]:
+    [path] = run_dir.glob(f"*/*/{stage}_metrics.json")  # the run directory: <root>/<project>/<run id>
+    return json.loads(path.read_text())
+
+
+DDP2 = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+
+
+def test_ddp_fit_then_exact_eval_and_predict(odd_manifest: Path, tmp_path: Path) -> None:
+    _mmfuse("fit", *_args(odd_manifest, tmp_path / "fit"), *DDP2)
+    fitted = _metrics(tmp_path / "fit", "test")
+    best = fitted.pop("checkpoint")
+    assert len(list((tmp_path / "fit").glob("*/*/checkpoints"))) == 1  # one run, not one per process
+
+    # the same checkpoint on 1 and on 2 processes: identical val and test metrics
+    for stage, command in (("val", "validate"), ("test", "test")):
+        _mmfuse(command, *_args(odd_manifest, tmp_path / f"{stage}1"), f"--ckpt_path={best}")
+        _mmfuse(command, *_args(odd_manifest, tmp_path / f"{stage}2"), f"--ckpt_path={best}", *DDP2)
+        one, two = _metrics(tmp_path / f"{stage}1", stage), _metrics(tmp_path / f"{stage}2", stage)
+        assert one.keys() == two.keys()
+        for key in one:
+            if key.endswith("/loss"):
+                assert two[key] == pytest.approx(one[key], rel=1e-6), key  # a float sum in another order
+            elif key != "checkpoint":
+                assert two[key] == one[key], key  # counts: exact
+    assert _metrics(tmp_path / "test2", "test")["test/acc"] == fitted["test/acc"]
+    # 101 samples, 2 processes: every sample counted once (accuracy is a multiple of 1/101)
+    assert round(fitted["test/acc"] * 101, 4) == round(fitted["test/acc"] * 101)
+
+    out = tmp_path / "pred.csv"
+    _mmfuse(
+        "predict",
+        *_args(odd_manifest, tmp_path / "pred"),
+        f"--ckpt_path={best}",
+        f"--predictions.output={out}",
+        *DDP2,
+    )
+    with out.open() as f:
+        ids = [row["id"] for row in csv.DictReader(f)]
+    with odd_manifest.open() as f:
+        test_ids = [row["id"] for row in csv.DictReader(f) if row["split"] == "test"]
+    assert sorted(ids) == sorted(test_ids)  # each test sample exactly once
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_simulated_nodes_train_and_match_one_process(odd_manifest: Path, tmp_path: Path) -> None:
+    # what torchrun / SLURM set on each node: Lightning reads these and does not launch processes itself
+    port = str(_free_port())
+    args = [
+        "fit",
+        *_args(odd_manifest, tmp_path / "nodes"),
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.num_nodes=2",
+        "--trainer.strategy=ddp",
+    ]
+    procs = []
+    for node in (0, 1):
+        env = {
+            **os.environ,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "WORLD_SIZE": "2",
+            "NODE_RANK": str(node),
+            "LOCAL_RANK": "0",
+            "RANK": str(node),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mmfuse", *args],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-4000:]
+    on_two = _metrics(tmp_path / "nodes", "test")
+    best = on_two.pop("checkpoint")
+    _mmfuse("test", *_args(odd_manifest, tmp_path / "one"), f"--ckpt_path={best}")
+    on_one = _metrics(tmp_path / "one", "test")
+    assert on_one["test/acc"] == on_two["test/acc"] and on_one["test/f1"] == on_two["test/f1"]
