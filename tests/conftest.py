@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,9 @@ def write_wav(path: Path, seed: int, sample_rate: int = 8000, seconds: float = 0
 
 
 @pytest.fixture(autouse=True)
-def _wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _wandb_offline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     """Every test (and the processes it starts) logs to W&B offline, never to a server, never asking
     for a login; W&B's folders go to the session's temp dir, not the repository or the home folder."""
     home = tmp_path_factory.getbasetemp() / "wandb-home"
@@ -59,6 +63,11 @@ def _wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Tem
     for var in ("WANDB_CONSOLE", "WANDB_DISABLE_GIT", "WANDB_DISABLE_CODE", "WANDB_SILENT"):
         monkeypatch.setenv(var, "off" if var == "WANDB_CONSOLE" else "true")
     monkeypatch.setenv("WANDB__DISABLE_STATS", "true")
+    yield
+    # W&B keeps process-wide settings (read from the environment at its first use) in a singleton:
+    # drop it, so that the next test's environment is read afresh
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
 
 
 @pytest.fixture
