@@ -17,6 +17,7 @@ from tests.conftest import quickstart_args
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPH = "configs/experiments/graph.yaml"
+CSV = "configs/logger/csv.yaml"  # the graph pipeline is under test here, not the logger: no W&B
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +41,7 @@ def _fit(root: Path, run_dir: Path, *configs: str) -> dict[str, float | str]:
 
 
 def test_fit_image_text_graph_then_reload(graph_root: Path, tmp_path: Path) -> None:
-    metrics = _fit(graph_root, tmp_path, GRAPH)
+    metrics = _fit(graph_root, tmp_path, GRAPH, CSV)
     assert {"test/acc", "test/loss"} <= set(metrics) and 0.0 <= float(metrics["test/acc"]) <= 1.0
     best = Path(str(metrics["checkpoint"]))
     ckpt = torch.load(best, weights_only=True)  # no pickled modules
@@ -52,11 +53,11 @@ def test_fit_image_text_graph_then_reload(graph_root: Path, tmp_path: Path) -> N
 
 
 def test_graph_only_baseline_fits(graph_root: Path, tmp_path: Path) -> None:
-    metrics = _fit(graph_root, tmp_path, GRAPH, "configs/baselines/graph_only.yaml")
+    metrics = _fit(graph_root, tmp_path, GRAPH, "configs/baselines/graph_only.yaml", CSV)
     assert 0.0 <= float(metrics["test/acc"]) <= 1.0
 
 
 def test_node_dim_mismatch_is_reported_before_training(graph_root: Path, tmp_path: Path) -> None:
-    args = [*quickstart_args(graph_root, tmp_path, GRAPH), "--model.encoders.graph.init_args.in_dim=5"]
+    args = [*quickstart_args(graph_root, tmp_path, GRAPH, CSV), "--model.encoders.graph.init_args.in_dim=5"]
     with pytest.raises(ValueError, match=r"modality 'graph': the data gives in_dim=4 .* has in_dim=5"):
         main(["fit", *args])
