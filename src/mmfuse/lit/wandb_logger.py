@@ -69,10 +69,10 @@ def resolve_mode(offline: bool = False) -> tuple[str | None, str | None]:
     env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
     if env_mode in ("offline", "dryrun", "disabled") or has_wandb_credentials():
         return None, None
-    where = "WANDB_API_KEY or a ~/.netrc entry from `wandb login`"
+    where = "WANDB_API_KEY, or a ~/.netrc entry from `wandb login`"
     if env_mode == "online":
-        return "offline", f"WANDB_MODE=online but no W&B credentials ({where})"
-    return "offline", f"no W&B credentials ({where})"
+        return "offline", f"WANDB_MODE=online but no credentials ({where})"
+    return "offline", f"no credentials ({where})"
 
 
 def stored_run_id(ckpt_path: str | os.PathLike[str]) -> str | None:
@@ -180,7 +180,7 @@ class WandbLogger(LightningWandbLogger):
             self._wandb_init["mode"] = mode
         self.offline_reason = reason
         if reason:
-            rank_zero_info(f"W&B: {reason}: logging offline; `wandb sync` uploads the run later.")
+            rank_zero_info(f"W&B: {reason}: this run is logged offline; the end says how to upload it.")
         wandb_dir = os.environ.get("WANDB_DIR") or self._save_dir or os.getcwd()
         Path(wandb_dir).mkdir(parents=True, exist_ok=True)
         self._wandb_init["dir"] = wandb_dir
@@ -238,6 +238,18 @@ class WandbLogger(LightningWandbLogger):
 
     # --- the end -----------------------------------------------------------------------------
 
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        global _last_run
+        super().finalize(status)  # success: upload the checkpoints (log_model)
+        run = self._experiment
+        if status != "success" and run is not None and is_live(run) and not self._finished:
+            # an exception or Ctrl-C stopped the trainer: the run ends here, marked as failed
+            _finish(run, exit_code=1)
+            self._finished = True
+            if _last_run is run:
+                _last_run = None
+
     def finish(self) -> str | None:
         """Finish the run (rank 0). Returns where to see it: its URL, or the ``wandb sync`` command
         that uploads an offline run."""
@@ -294,7 +306,12 @@ def _folder_of(name: str, run_id: str) -> bool:
 
 
 def _finish(run: Any, exit_code: int) -> None:
-    run.finish(exit_code=exit_code)
+    try:
+        run.finish(exit_code=exit_code)
+    except Exception:  # its W&B service is gone (wandb.teardown()): forget the run instead
+        from wandb.sdk.lib import module
+
+        module.unset_globals()
 
 
 def _rank() -> int:
