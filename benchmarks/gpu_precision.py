@@ -54,14 +54,19 @@ class Throughput(pl.Callback):
         self._samples += len(args[1])  # type: ignore[arg-type]  # (outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        torch.cuda.synchronize()
+        _sync()
         self.rates.append(self._samples / (time.perf_counter() - self._start))
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def build(precision: str, compile: bool, args: argparse.Namespace, run_dir: str) -> MultimodalCLI:
     argv = [
         "--config", str(ROOT / "configs" / "quickstart.yaml"),
-        "--trainer.accelerator=gpu",
+        f"--trainer.accelerator={args.accelerator}",
         f"--trainer.precision={precision}",
         f"--model.compile={str(compile).lower()}",
         f"--trainer.max_epochs={args.epochs}",
@@ -82,15 +87,16 @@ def build(precision: str, compile: bool, args: argparse.Namespace, run_dir: str)
 
 def step_rate(cli: MultimodalCLI, precision: str, steps: int) -> float:
     """Samples/s of forward + backward + step on one batch held on the GPU (the model as fit left it)."""
-    model, data = cli.model.cuda(), cli.datamodule
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, data = cli.model.to(device), cli.datamodule
     batch = next(iter(data.train_dataloader()))
-    batch = model.transfer_batch_to_device(batch, torch.device("cuda"), 0)
+    batch = model.transfer_batch_to_device(batch, device, 0)
     optimizer = model.configure_optimizers()
     model.train()
     dtype = torch.bfloat16 if precision.startswith("bf16") else None
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = model.training_step(batch, 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -100,11 +106,11 @@ def step_rate(cli: MultimodalCLI, precision: str, steps: int) -> float:
     model.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
     for _ in range(10):
         step()
-    torch.cuda.synchronize()
+    _sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    _sync()
     return steps * len(batch) / (time.perf_counter() - start)
 
 
@@ -116,11 +122,13 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=100, help="timed steps of the step-only figure")
+    parser.add_argument("--accelerator", default="gpu", help="cpu: only to check the script itself")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_precision.py needs a CUDA GPU")
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        raise SystemExit("gpu_precision.py needs a CUDA GPU (or --accelerator cpu to check the script)")
     torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls, as Lightning recommends on Ampere+
-    print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; batch {args.batch_size}")
+    where = torch.cuda.get_device_name() if args.accelerator == "gpu" else "CPU"
+    print(f"{where}; torch {torch.__version__}; batch {args.batch_size}, {args.num_workers} workers")
     print("| setup | trainer samples/s | step samples/s |")
     print("|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
