@@ -10,6 +10,7 @@ synthetic data is generated before the first row and its time is printed separat
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -51,4 +52,13 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "rows", nargs="*", metavar="ROW", help=f"rows to run (default all): {', '.join(ROWS)}"
+    )
+    rows = parser.parse_args().rows
+    if unknown := [r for r in rows if r not in ROWS]:
+        parser.error(f"unknown rows {unknown}: choose from {', '.join(ROWS)}")
+    main(rows)

@@ -94,7 +94,8 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
 
     # no pickled modules: loads under torch's safe loader
     ckpt = torch.load(best, weights_only=True)
-    assert ckpt["hyper_parameters"]["class_names"] == ["one", "three", "two", "zero"]
+    labels = ["one", "three", "two", "zero"]
+    assert ckpt["hyper_parameters"]["tasks"] == [{"name": "label", "kind": "multiclass", "names": labels}]
 
     # rebuilt from the checkpoint alone, same outputs
     model = MultimodalModule.load_from_checkpoint(best)

@@ -151,3 +151,25 @@ def test_two_simulated_nodes_train_and_match_one_process(odd_manifest: Path, tmp
     _mmfuse("test", *_args(odd_manifest, tmp_path / "one"), f"--ckpt_path={best}")
     on_one = _metrics(tmp_path / "one", "test")
     assert on_one["test/acc"] == on_two["test/acc"] and on_one["test/f1"] == on_two["test/f1"]
+
+
+def test_ddp_contrastive_trains_and_evaluates_retrieval_exactly(odd_manifest: Path, tmp_path: Path) -> None:
+    # batch 10: the two val/test shards (51 and 50 samples) have 6 and 5 batches. The contrastive loss
+    # gathers every rank's batch in training only; were it computed in evaluation, the rank with 5
+    # batches would leave the other waiting in its 6th all_gather (a hang, caught by the timeout)
+    def args(run: str) -> list[str]:  # the experiment's config after the quickstart's, before the overrides
+        quickstart, *overrides = _args(odd_manifest, tmp_path / run)[1:]
+        config = ["--config", quickstart, "--config", "configs/experiments/contrastive.yaml"]
+        return [*config, *overrides, "--data.init_args.batch_size=10"]
+
+    _mmfuse("fit", *args("fit"), *DDP2)
+    best = _metrics(tmp_path / "fit", "test")["checkpoint"]
+    _mmfuse("test", *args("one"), f"--ckpt_path={best}")
+    _mmfuse("test", *args("two"), f"--ckpt_path={best}", *DDP2)
+    one, two = _metrics(tmp_path / "one", "test"), _metrics(tmp_path / "two", "test")
+    recall = [k for k in one if "/retrieval/" in k]
+    assert len(recall) == 18  # 3 pairs x 2 directions x recall@{1,5,10}
+    for key in recall:
+        # every test sample in the gallery once, on 1 and on 2 processes: recall is a multiple of 1/101
+        assert two[key] == pytest.approx(one[key], abs=1e-9), key
+        assert round(one[key] * 101, 4) == round(one[key] * 101), key

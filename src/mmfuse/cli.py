@@ -27,6 +27,7 @@ from mmfuse.lit.run_directory import run_directory
 from mmfuse.lit.run_facts import RunFacts
 from mmfuse.lit.wandb_logger import WandbLogger
 from mmfuse.lit.wandb_media import WandbMedia
+from mmfuse.pretrained import link_pretrained
 
 # soft_wrap: paths are printed whole, never broken across lines
 console = Console(soft_wrap=True)
@@ -42,12 +43,12 @@ def _root_or_cwd(default_root_dir: str | None) -> str:
 
 class MultimodalCLI(LightningCLI):
     """LightningCLI for :class:`~mmfuse.lit.module.MultimodalModule` and any LightningDataModule
-    that exposes ``num_classes``, ``class_names`` and ``task`` (MultimodalDataModule, or one
-    modality's DataModule for a single-modality run).
+    that exposes ``tasks`` (MultimodalDataModule, or one modality's DataModule for a
+    single-modality run).
 
     Added on top of LightningCLI:
 
-    - the data's classes and task name are linked into the model, and the encoders' names into
+    - the data's tasks (names, kinds, classes) are linked into the model, and the encoders' names into
       the fuser's ``modalities``, so each is set once;
     - ``--checkpoint.*``: ModelCheckpoint, best by ``val/acc`` plus ``last.ckpt``;
     - ``--predictions.output``: where ``predict`` writes its CSV;
@@ -60,9 +61,8 @@ class MultimodalCLI(LightningCLI):
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data", "model.num_classes", lambda dm: dm.num_classes, apply_on="instantiate")
-        parser.link_arguments("data", "model.class_names", lambda dm: dm.class_names, apply_on="instantiate")
-        parser.link_arguments("data", "model.task", lambda dm: dm.task, apply_on="instantiate")
+        # the tasks (name, kind, class or label names) are the data's: plain dicts, so checkpoints stay plain
+        parser.link_arguments("data", "model.tasks", lambda dm: dm.tasks, apply_on="instantiate")
         parser.link_arguments("model.encoders", "model.fusion.init_args.modalities", _sorted_keys)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -82,6 +82,8 @@ class MultimodalCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self._resume_version: str | None = None
         config = self.config.get(self.subcommand) if self.subcommand else None
+        if config is not None:
+            link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
         if self.subcommand == "fit" and config is not None and config.get("ckpt_path") == "last":
             root = config.trainer.get("default_root_dir") or os.getcwd()
             last = find_last_checkpoint(root)
@@ -182,6 +184,11 @@ def main(args: list[str] | None = None) -> None:
     from mmfuse.commands import COMMANDS
 
     argv = sys.argv[1:] if args is None else list(args)
+    if argv in (["--version"], ["-V"]):
+        from mmfuse import __version__
+
+        print(f"{__package__} {__version__}")
+        return
     if argv and argv[0] in COMMANDS:  # mmfuse's own commands: check-data, ablate
         code = COMMANDS[argv[0]](argv[1:])
         if code:

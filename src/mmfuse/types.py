@@ -10,7 +10,7 @@ Shape letters used in docstrings and ``# (B, T, D)`` comments across the project
 - ``L`` text length in tokens
 - ``F`` audio frames
 - ``M`` mel bins
-- ``K`` classes
+- ``K`` classes (or labels of a multilabel task)
 
 Mask convention: every mask is ``bool`` with **True = real token / present**.
 """
@@ -57,7 +57,9 @@ class Batch:
     Attributes:
         inputs: modality -> encoder keyword arguments, e.g. ``{"image": {"pixel_values": (B, C, H, W)}}``.
         present: modality -> ``(B,)`` bool, False where the sample has no value for that modality.
-        targets: task -> ``(B,)`` long class index (``-1`` where the target is unknown, e.g. predict).
+        targets: task -> multiclass ``(B,)`` long class index (``-1`` where the target is missing),
+            multilabel ``(B, K)`` float 0/1 (NaN where missing), regression ``(B,)`` float (NaN where
+            missing). Empty for an unlabelled manifest.
         ids: the sample ids, in batch order.
     """
 

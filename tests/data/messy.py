@@ -16,6 +16,7 @@ import soundfile as sf
 
 from mmfuse.data import AudioDataModule, ImageDataModule, ManifestSource, TextDataModule
 from mmfuse.data.base import ModalityDataModule
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN
 from mmfuse.models.fusion import ConcatFusion, CrossModalAttentionFusion, Fuser, LateFusion
@@ -155,4 +156,5 @@ def tiny_module(fusion: str = "concat", **kwargs: Any) -> MultimodalModule:
         "image": ImageCNN(d_model=8, channels=[8]),
         "text": TextRNN(vocab_size=64, d_model=8, embed_dim=8, hidden_size=8),
     }
-    return MultimodalModule(encoders, fusers[fusion], num_classes=2, class_names=CLASSES, **kwargs)  # type: ignore[arg-type]
+    tasks = [TaskSpec(name="label", kind="multiclass", names=CLASSES)]
+    return MultimodalModule(encoders, fusers[fusion], tasks=tasks, **kwargs)  # type: ignore[arg-type]

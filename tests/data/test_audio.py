@@ -54,7 +54,7 @@ def test_tones_peak_in_their_mel_bin(tmp_path: Path) -> None:
         peaks[freq] = _peak_bin(dm.load(name, tmp_path, train=False)["input_features"])
         assert abs(peaks[freq] - _expected_bin(freq, 40)) <= 1, (freq, peaks[freq])
     assert peaks[300.0] < peaks[1000.0] < peaks[4000.0]
-    assert dm.encoder_requirements() == {"n_mels": 40}
+    assert dm.encoder_requirements() == {"input_kind": "log_mel", "sample_rate": 16000, "n_mels": 40}
 
 
 def test_f_max_narrows_the_filter_bank(tmp_path: Path) -> None:
@@ -147,3 +147,21 @@ def test_collate_pads_and_masks(tmp_path: Path) -> None:
     assert torch.equal(x[2], long["input_features"])
     only_missing = dm.collate([None])
     assert only_missing["input_features"].shape == (1, 1, 8) and not only_missing["feature_mask"].any()
+
+
+def test_waveform_features_are_the_samples_padded_with_a_mask(tmp_path: Path) -> None:
+    dm = AudioDataModule(features="waveform", max_seconds=0.1)  # 1600 samples at 16 kHz
+    tone = _tone(440.0, seconds=0.05)  # 800 samples
+    short = dm.load(_write(tmp_path, "short.wav", tone), tmp_path, train=False)
+    long = dm.load(_write(tmp_path, "long.wav", _tone(440.0, seconds=0.5)), tmp_path, train=False)
+    assert set(short) == {"input_values", "attention_mask"}
+    torch.testing.assert_close(short["input_values"], torch.from_numpy(tone))  # the samples, untouched
+    assert long["input_values"].shape == (1600,)  # cropped to max_seconds
+    batch = dm.collate([short, None, long])
+    assert batch["input_values"].shape == (3, 1600) and batch["input_values"].dtype == torch.float32
+    assert batch["attention_mask"].sum(dim=1).tolist() == [800, 0, 1600]  # a missing clip: all masked
+    assert not batch["input_values"][~batch["attention_mask"]].any()  # padding is zero
+    assert dm.collate([None])["input_values"].shape == (1, 1)
+    assert dm.encoder_requirements() == {"input_kind": "waveform", "sample_rate": 16000}
+    with pytest.raises(ValueError, match="features must be"):
+        AudioDataModule(features="mfcc")  # type: ignore[arg-type]

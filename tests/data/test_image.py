@@ -39,7 +39,12 @@ def test_grey_conversion_and_custom_mean_std(tmp_path: Path) -> None:
     x = dm.load(name, tmp_path, train=False)["pixel_values"]
     assert x.shape == (1, 6, 6)
     assert torch.allclose(x, torch.full((1, 6, 6), 3.0))  # (1 - 0.25) / 0.25
-    assert dm.encoder_requirements() == {"in_channels": 1}
+    assert dm.encoder_requirements() == {
+        "in_channels": 1,
+        "image_size": 6,
+        "image_mean": [0.25],
+        "image_std": [0.25],
+    }
 
 
 def test_jpeg_and_resize(tmp_path: Path) -> None:

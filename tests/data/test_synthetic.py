@@ -4,6 +4,7 @@ label that really needs all three modalities."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -15,11 +16,14 @@ from PIL import Image
 
 from mmfuse.data.synthetic import (
     ACTIVE_WORDS,
+    CUE_COLUMNS,
     GENERATOR_VERSION,
     INACTIVE_WORDS,
     LABELS,
+    TONE_COLUMN,
     SyntheticSource,
     draw_bits,
+    draw_tone_missing,
     generate,
 )
 
@@ -105,6 +109,32 @@ def test_label_is_the_number_of_active_cues(dataset: Path) -> None:
         assert row["label"] == LABELS[sum(bits)], (row["id"], bits)
         seen.update(bits)
     assert seen[True] > N and seen[False] > N  # both cue values occur in the files
+
+
+def test_extra_targets_match_the_generators_truth(dataset: Path) -> None:
+    rows = _rows(dataset)
+    for row in rows:
+        bits = (image_bit(dataset / row["image"]), text_bit(row["text"]), audio_bit(dataset / row["audio"]))
+        assert [row[c] for c in CUE_COLUMNS] == [str(int(b)) for b in bits], row["id"]
+        if row[TONE_COLUMN] == "":
+            continue
+        wave, rate = sf.read(dataset / row["audio"])
+        spectrum = np.abs(np.fft.rfft(wave))
+        peak = np.fft.rfftfreq(len(wave), 1 / rate)[spectrum.argmax()]
+        assert abs(float(row[TONE_COLUMN]) * 1000 - peak) <= 1.5 * rate / len(wave), row["id"]  # 1.5 bins
+    empty = [r[TONE_COLUMN] == "" for r in rows]
+    assert empty == draw_tone_missing(N, seed=0).tolist() and 2 <= sum(empty) <= 12  # ~10% of 60
+
+
+def test_media_and_label_are_those_of_generator_version_1(dataset: Path) -> None:
+    # the digest of version 1's files and columns (before the target columns were added): the README's
+    # results were measured on them
+    h = hashlib.sha256()
+    for row in _rows(dataset):
+        h.update(repr([row[c] for c in ("id", "split", "image", "text", "audio", "label")]).encode())
+        h.update((dataset / row["image"]).read_bytes())
+        h.update((dataset / row["audio"]).read_bytes())
+    assert h.hexdigest() == "745875ac17cb539b1fc184ead173d600079dba0a420031f38d1b8c599eb680c7"
 
 
 def _best_guess_accuracy(bits: np.ndarray, labels: np.ndarray, columns: list[int]) -> float:

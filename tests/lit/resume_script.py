@@ -20,6 +20,7 @@ from mmfuse.data import (
     SyntheticSource,
     TextDataModule,
 )
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextTransformer
@@ -64,7 +65,7 @@ def main() -> None:
             "text": TextTransformer(vocab_size=64, d_model=16, num_layers=1, num_heads=2, dropout=0.2),
         },
         CrossModalAttentionFusion(names, d_model=16, num_heads=2, dropout=0.2),
-        num_classes=4,
+        tasks=[TaskSpec(name="label", kind="multiclass", names=["one", "three", "two", "zero"])],
         head_dropout=0.2,
     )
     callbacks: list[pl.Callback] = [

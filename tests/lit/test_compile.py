@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.models.encoders import AudioCNN, TextTransformer
 from mmfuse.models.fusion import CrossModalAttentionFusion
@@ -18,7 +19,8 @@ def _module(compile: bool) -> MultimodalModule:
         "text": TextTransformer(vocab_size=20, d_model=16, num_layers=1, num_heads=2),
     }
     fusion = CrossModalAttentionFusion(["audio", "text"], d_model=16, num_heads=2)
-    return MultimodalModule(encoders, fusion, num_classes=3, compile=compile).eval()  # type: ignore[arg-type]
+    tasks = [TaskSpec(name="label", kind="multiclass", names=["a", "b", "c"])]
+    return MultimodalModule(encoders, fusion, tasks=tasks, compile=compile).eval()  # type: ignore[arg-type]
 
 
 @pytest.mark.slow  # kernels are compiled with the machine's C++ compiler: ~30 s on 2 cores
@@ -41,5 +43,5 @@ def test_compiled_matches_eager() -> None:
     assert compiled.state_dict().keys() == eager.state_dict().keys()
     assert all(getattr(p, "_compiled_call_impl", None) is not None for p in compiled.model.encoders.values())
     with torch.no_grad():
-        expected, got = eager(batch).logits, compiled(batch).logits
+        expected, got = eager(batch).logits["label"], compiled(batch).logits["label"]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -16,6 +16,7 @@ from mmfuse.data import (
     SyntheticSource,
     TextDataModule,
 )
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN
 from mmfuse.models.fusion import ConcatFusion, CrossModalAttentionFusion, LateFusion
@@ -31,7 +32,14 @@ def _data(root: Path, source: ManifestSource | None = None) -> MultimodalDataMod
     return MultimodalDataModule(source, modalities, batch_size=32, num_workers=0)  # type: ignore[arg-type]
 
 
-def _module(fusion: str = "cross", num_classes: int = 4, **kwargs: object) -> MultimodalModule:
+LABELS = ["one", "three", "two", "zero"]
+
+
+def label_task(names: list[str] = LABELS) -> list[TaskSpec]:
+    return [TaskSpec(name="label", kind="multiclass", names=names)]
+
+
+def _module(fusion: str = "cross", tasks: list[TaskSpec] | None = None, **kwargs: object) -> MultimodalModule:
     names = ["audio", "image", "text"]
     fusers = {
         "cross": CrossModalAttentionFusion(names, d_model=16, num_heads=2),
@@ -43,7 +51,8 @@ def _module(fusion: str = "cross", num_classes: int = 4, **kwargs: object) -> Mu
         "image": ImageCNN(d_model=16, channels=[8]),
         "text": TextRNN(vocab_size=64, d_model=16, embed_dim=16, hidden_size=16),
     }
-    return MultimodalModule(encoders, fusers[fusion], num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
+    tasks = label_task() if tasks is None else tasks
+    return MultimodalModule(encoders, fusers[fusion], tasks=tasks, **kwargs)  # type: ignore[arg-type]
 
 
 def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
@@ -62,7 +71,7 @@ def _trainer(tmp_path: Path, **kwargs: object) -> pl.Trainer:
 def test_one_epoch_logs_epoch_metrics_and_updates_every_parameter(
     fusion: str, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    module = _module(fusion, class_names=["one", "three", "two", "zero"])
+    module = _module(fusion)
     before = {k: v.clone() for k, v in module.state_dict().items() if v.is_floating_point()}
     trainer = _trainer(tmp_path, enable_checkpointing=False)
     trainer.fit(module, datamodule=_data(synthetic_root))
@@ -75,34 +84,42 @@ def test_one_epoch_logs_epoch_metrics_and_updates_every_parameter(
 
 
 def test_checkpoint_of_a_python_built_module_loads_safely(synthetic_root: Path, tmp_path: Path) -> None:
-    module = _module("concat", class_names=["one", "three", "two", "zero"])
+    module = _module("concat")
     trainer = _trainer(tmp_path)
     trainer.fit(module, datamodule=_data(synthetic_root))
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     ckpt = torch.load(path, weights_only=True)  # no pickled modules or functions
-    assert "encoders" not in ckpt["hyper_parameters"] and ckpt["hyper_parameters"]["num_classes"] == 4
+    assert "encoders" not in ckpt["hyper_parameters"] and ckpt["hyper_parameters"]["tasks"] == [
+        {"name": "label", "kind": "multiclass", "names": LABELS}
+    ]
     assert ckpt["MultimodalDataModule"]["classes"] == ["one", "three", "two", "zero"]
     # live modules are not in the checkpoint, so they are passed again
     fresh = _module("concat")
     loaded = MultimodalModule.load_from_checkpoint(
         path, encoders=fresh.model.encoders, fusion=fresh.model.fusion
     )
-    assert loaded.class_names == ["one", "three", "two", "zero"]
+    assert loaded.class_names == LABELS and loaded.tasks == label_task()
     for k, v in module.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k
 
 
 def test_binary_tasks_get_auroc(small_manifest: Path, tmp_path: Path) -> None:
-    module = _module("concat", num_classes=2)
+    module = _module("concat", label_task(["cat", "dog"]))
     trainer = _trainer(tmp_path, enable_checkpointing=False)
     trainer.fit(module, datamodule=_data(tmp_path, ManifestSource(str(small_manifest))))  # cat / dog
     assert "val/auroc" in trainer.logged_metrics
 
 
-def test_wrong_class_names_length() -> None:
-    with pytest.raises(ValueError, match="class_names has 2 names but num_classes=4"):
-        _module(class_names=["a", "b"])
+def test_bad_tasks_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"task 'label' \(multiclass\) has classes \['a'\]: too few"):
+        _module(tasks=label_task(["a"]))
+    with pytest.raises(ValueError, match="task 'label' is declared twice"):
+        _module(tasks=label_task() * 2)
+    with pytest.raises(ValueError, match=r"task_weights names tasks \['lable'\]"):
+        _module(task_weights={"lable": 2.0})
+    with pytest.raises(ValueError, match="no task and no auxiliary objective"):
+        _module(tasks=[])
 
 
 def test_fuser_modalities_must_match_encoders() -> None:
@@ -110,10 +127,12 @@ def test_fuser_modalities_must_match_encoders() -> None:
         MultimodalModule(
             {"audio": AudioCNN(d_model=16), "text": TextRNN(10, d_model=16)},
             ConcatFusion(["audio", "image"], d_model=16),
-            num_classes=2,
+            tasks=label_task(),
         )
 
 
 def test_encoder_width_must_match_fuser() -> None:
     with pytest.raises(ValueError, match=r"encoder 'audio' has d_model=8 but the fuser has d_model=16"):
-        MultimodalModule({"audio": AudioCNN(d_model=8)}, ConcatFusion(["audio"], d_model=16), num_classes=2)
+        MultimodalModule(
+            {"audio": AudioCNN(d_model=8)}, ConcatFusion(["audio"], d_model=16), tasks=label_task()
+        )

@@ -273,3 +273,85 @@ def test_audio_whisper_log_mel_frames_and_masks(models: dict[str, str]) -> None:
         enc(input_features=torch.randn(1, 20, 40), feature_mask=torch.ones(1, 20, dtype=torch.bool))
     with pytest.raises(ValueError, match="log-mel"):
         enc(input_values=torch.randn(1, 1600), attention_mask=torch.ones(1, 1600, dtype=torch.bool))
+
+
+def test_waveform_normalisation_is_the_feature_extractors(models: dict[str, str]) -> None:
+    """Raw samples in, normalised per clip over its real samples: the same tokens as feeding the
+    backbone what Hugging Face's feature extractor gives (do_normalize=True)."""
+    extractor = transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
+    g = torch.Generator().manual_seed(0)
+    clips = [0.3 * torch.randn(1600, generator=g) + 0.2, 0.05 * torch.randn(900, generator=g)]
+    ours = HFAudioEncoder(models["wav2vec2"], d_model=8).eval()
+    assert ours.normalize  # no preprocessor config: the extractor's default
+    plain = HFAudioEncoder(models["wav2vec2"], d_model=8, normalize=False).eval()
+    plain.load_state_dict(ours.state_dict())
+    raw = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)  # (2, 1600), zero padded
+    mask = torch.arange(1600)[None, :] < torch.tensor([1600, 900])[:, None]
+    hf = extractor([c.numpy() for c in clips], sampling_rate=16000, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = plain(input_values=hf["input_values"], attention_mask=hf["attention_mask"].bool())
+        got = ours(input_values=raw, attention_mask=mask)
+        unnormalised = plain(input_values=raw, attention_mask=mask)
+    torch.testing.assert_close(got.tokens, expected.tokens, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.mask, expected.mask)
+    assert not torch.allclose(unnormalised.tokens, expected.tokens, atol=1e-3)  # the step matters
+
+
+def test_waveform_audio_data_feeds_the_wav2vec2_encoder(models: dict[str, str], tmp_path: Path) -> None:
+    from mmfuse.data.audio import AudioDataModule
+    from tests.conftest import write_wav
+
+    dm = AudioDataModule(features="waveform", sample_rate=16000, max_seconds=0.2)
+    names = [
+        write_wav(tmp_path / f"{i}.wav", i, sample_rate=16000, seconds=s) for i, s in enumerate((0.1, 0.2))
+    ]
+    batch = dm.collate([dm.load(n, tmp_path, train=False) for n in names] + [None])
+    enc = HFAudioEncoder(models["wav2vec2"], d_model=8).eval()
+    tokens, mask = enc(**batch)
+    # 1600 samples -> 159 frames, 3200 -> 319; the missing clip has none
+    assert tokens.shape == (3, 319, 8) and mask.sum(dim=1).tolist() == [159, 319, 0]
+    assert torch.isfinite(tokens).all() and not tokens[~mask].any()
+
+
+def _check(data: Any, encoder: nn.Module, modality: str) -> None:
+    from types import SimpleNamespace
+
+    from mmfuse.data.multimodal import MultimodalDataModule
+    from mmfuse.lit.module import check_data_matches_model
+
+    dm = MultimodalDataModule.__new__(MultimodalDataModule)  # only .modalities is read
+    dm.modalities = {modality: data}  # type: ignore[misc]
+    check_data_matches_model(dm, SimpleNamespace(encoders={modality: encoder}))  # type: ignore[arg-type]
+
+
+def test_data_that_does_not_fit_the_backbone_is_a_clear_error(models: dict[str, str]) -> None:
+    from mmfuse.data.audio import AudioDataModule
+    from mmfuse.data.image import ImageDataModule
+
+    vit = HFImageEncoder(models["vit"], d_model=8)  # 32 x 32, mean [0.1, 0.2, 0.3], std 0.6
+    stats = {"mean": [0.1, 0.2, 0.3], "std": [0.6] * 3}
+    _check(ImageDataModule(size=32, **stats), vit, "image")  # fits
+    with pytest.raises(ValueError, match=r"modality 'image': the data gives image_size=24 .* image_size=32"):
+        _check(ImageDataModule(size=24, **stats), vit, "image")
+    with pytest.raises(ValueError, match=r"the data gives in_channels=1 .* in_channels=3"):
+        _check(ImageDataModule(size=32, channels=1, mean=[0.1], std=[0.6]), vit, "image")
+    with pytest.raises(
+        ValueError, match=r"the data gives image_mean=\[0.5, 0.5, 0.5\] .* image_mean=\[0.1, 0.2, 0.3\]"
+    ):
+        _check(ImageDataModule(size=32), vit, "image")  # the default normalisation is not the backbone's
+    _check(ImageDataModule(size=48), HFImageEncoder(models["resnet"], d_model=8), "image")  # a CNN: any size
+
+    wav2vec2, whisper = (
+        HFAudioEncoder(models["wav2vec2"], d_model=8),
+        HFAudioEncoder(models["whisper"], d_model=8),
+    )
+    _check(AudioDataModule(features="waveform"), wav2vec2, "audio")
+    _check(AudioDataModule(n_mels=16), whisper, "audio")
+    with pytest.raises(ValueError, match=r"the data gives input_kind=log_mel .* input_kind=waveform"):
+        _check(AudioDataModule(), wav2vec2, "audio")
+    with pytest.raises(ValueError, match=r"the data gives sample_rate=8000 .* sample_rate=16000"):
+        _check(AudioDataModule(features="waveform", sample_rate=8000), wav2vec2, "audio")
+    with pytest.raises(ValueError, match=r"the data gives input_kind=waveform .* input_kind=log_mel"):
+        _check(AudioDataModule(features="waveform"), whisper, "audio")
+    with pytest.raises(ValueError, match=r"the data gives n_mels=40 .* n_mels=16"):
+        _check(AudioDataModule(n_mels=40), whisper, "audio")

@@ -12,13 +12,16 @@ from jsonargparse import ArgumentParser, Namespace
 
 from mmfuse.cli import MultimodalCLI
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.pretrained import link_pretrained
 
 
 class _ParseOnly(MultimodalCLI):
     """Parses (and validates) a full config without building the model or the trainer."""
 
     def before_instantiate_classes(self) -> None:
-        pass
+        # the links that fill data settings from the encoders (tokenizer, image mean/std): the data is
+        # checked (check-data) as training would read it
+        link_pretrained(self.config[self.subcommand] if self.subcommand else self.config)
 
     def instantiate_classes(self) -> None:
         pass

@@ -9,6 +9,7 @@ from mmfuse.data.manifest import Manifest, ManifestSource
 from mmfuse.data.multimodal import MultimodalDataModule
 from mmfuse.data.synthetic import SyntheticSource
 from mmfuse.data.synthetic_graph import SyntheticGraphSource
+from mmfuse.data.tasks import Task, TaskSpec
 from mmfuse.data.text import TextDataModule
 
 __all__ = [
@@ -23,5 +24,7 @@ __all__ = [
     "SampleError",
     "SyntheticGraphSource",
     "SyntheticSource",
+    "Task",
+    "TaskSpec",
     "TextDataModule",
 ]

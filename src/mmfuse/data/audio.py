@@ -1,10 +1,11 @@
-"""Audio: decode with soundfile, mix to mono, crop, and compute a log-mel spectrogram with torch."""
+"""Audio: decode with soundfile, mix to mono, crop, and give a log-mel spectrogram (computed with torch)
+or the waveform itself (for wav2vec2-style pretrained encoders)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -24,12 +25,19 @@ _LOG_FLOOR = 1e-6  # added before the log so that silence gives a finite value
 
 
 class AudioDataModule(ModalityDataModule):
-    """Decodes audio files (WAV, FLAC, OGG, anything libsndfile reads) into log-mel spectrograms.
+    """Decodes audio files (WAV, FLAC, OGG, anything libsndfile reads) into log-mel spectrograms or waveforms.
 
-    Each file is mixed to mono, cropped to ``max_seconds`` and turned into ``log(mel power + 1e-6)``
-    with ``torch.stft`` (Hann window, centred frames) and a Slaney mel filter bank. A clip of ``N``
-    samples gives ``F = 1 + N // hop_length`` frames. The encoder receives ``input_features``
-    ``(B, F, M)`` and ``feature_mask`` ``(B, F)`` bool (True = real frame), padded to the longest clip.
+    Each file is mixed to mono and cropped to ``max_seconds``. Then, by ``features``:
+
+    - ``"log_mel"`` (default): ``log(mel power + 1e-6)`` with ``torch.stft`` (Hann window, centred
+      frames) and a Slaney mel filter bank. A clip of ``N`` samples gives ``F = 1 + N // hop_length``
+      frames. The encoder receives ``input_features`` ``(B, F, M)`` and ``feature_mask`` ``(B, F)``
+      bool (True = real frame), padded to the longest clip.
+    - ``"waveform"``: the samples themselves, for raw-waveform pretrained encoders (wav2vec2, HuBERT,
+      WavLM through ``HFAudioEncoder``, which normalises each clip as the backbone's feature
+      extractor does). The encoder receives ``input_values`` ``(B, N)`` float and
+      ``attention_mask`` ``(B, N)`` bool (True = real sample), zero-padded to the longest clip; set
+      ``sample_rate`` to the encoder's (16000 for these models: checked before training).
 
     Args:
         column: manifest column holding the audio path, relative to the manifest's folder.
@@ -39,6 +47,8 @@ class AudioDataModule(ModalityDataModule):
             when downsampling); resample offline with a proper tool when that matters.
         max_seconds: longer clips are cropped to this length: the start on val/test, a random
             window on the train split. Shorter clips are kept as they are (padded per batch).
+        features: ``"log_mel"`` spectrogram frames or the ``"waveform"`` (see above); the
+            ``n_fft``/``hop_length``/``n_mels``/``f_min``/``f_max`` settings only apply to log-mel.
         n_fft: FFT size of each frame, in samples; gives ``n_fft // 2 + 1`` frequency bins.
         hop_length: samples between the starts of successive frames.
         n_mels: number of mel bins ``M``.
@@ -59,6 +69,7 @@ class AudioDataModule(ModalityDataModule):
         sample_rate: int = 16000,
         resample: bool = False,
         max_seconds: float = 1.0,
+        features: Literal["log_mel", "waveform"] = "log_mel",
         n_fft: int = 400,
         hop_length: int = 160,
         n_mels: int = 40,
@@ -77,6 +88,8 @@ class AudioDataModule(ModalityDataModule):
                 raise ValueError(f"{label} must be >= 1, got {value}")
         if n_mels < 1:
             raise ValueError(f"n_mels must be >= 1, got {n_mels}")
+        if features not in ("log_mel", "waveform"):
+            raise ValueError(f"features must be 'log_mel' or 'waveform', got {features!r}")
         if max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
         top = sample_rate / 2 if f_max is None else f_max
@@ -85,6 +98,7 @@ class AudioDataModule(ModalityDataModule):
         self.sample_rate = sample_rate
         self.resample = resample
         self.max_seconds = max_seconds
+        self.features = features
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels
@@ -104,7 +118,8 @@ class AudioDataModule(ModalityDataModule):
         self._mel = torch.from_numpy(bank.astype(np.float32))  # (n_fft // 2 + 1, M)
 
     def load(self, cell: str, root: Path, train: bool) -> Sample:
-        """Decode one audio file into ``{"input_features": (F, M) float32, "feature_mask": (F,) bool}``.
+        """Decode one audio file into ``{"input_features": (F, M) float32, "feature_mask": (F,) bool}``
+        (log-mel), or ``{"input_values": (N,) float32, "attention_mask": (N,) bool}`` (waveform).
 
         Raises:
             SampleError: missing or undecodable file, wrong sample rate (with ``resample=False``),
@@ -135,6 +150,8 @@ class AudioDataModule(ModalityDataModule):
                 )
             wave = _resample_linear(wave, rate, self.sample_rate)
         wave = self._crop(wave, train)
+        if self.features == "waveform":
+            return {"input_values": wave, "attention_mask": torch.ones(len(wave), dtype=torch.bool)}
         features = self.log_mel(wave)
         return {"input_features": features, "feature_mask": torch.ones(len(features), dtype=torch.bool)}
 
@@ -163,21 +180,28 @@ class AudioDataModule(ModalityDataModule):
         return torch.log(mel + _LOG_FLOOR)
 
     def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
-        """Pad to the longest clip: ``{"input_features": (B, F, M), "feature_mask": (B, F) bool}``.
+        """Pad to the longest clip: ``{"input_features": (B, F, M), "feature_mask": (B, F) bool}``
+        (log-mel) or ``{"input_values": (B, N), "attention_mask": (B, N) bool}`` (waveform).
 
-        Padding frames are 0 with mask False; a missing clip (``None``) is one masked frame.
+        Padding is 0 with mask False; a missing clip (``None``) is one masked frame (sample).
         """
-        empty = torch.zeros(0, self.n_mels)
-        clips = [empty if s is None else s["input_features"] for s in samples]
+        waveform = self.features == "waveform"
+        key, mask_key = ("input_values", "attention_mask") if waveform else ("input_features", "feature_mask")
+        empty = torch.zeros(0) if waveform else torch.zeros(0, self.n_mels)
+        clips = [empty if s is None else s[key] for s in samples]
         lengths = torch.tensor([len(c) for c in clips])  # (B,)
-        features = pad_sequence(clips, batch_first=True)  # (B, F, M), zero padded
-        if features.shape[1] == 0:
-            features = torch.zeros(len(samples), 1, self.n_mels)
-        mask = torch.arange(features.shape[1])[None, :] < lengths[:, None]  # (B, F)
-        return {"input_features": features, "feature_mask": mask}
+        values = pad_sequence(clips, batch_first=True)  # (B, F, M) or (B, N), zero padded
+        if values.shape[1] == 0:
+            values = torch.zeros(len(samples), 1, *empty.shape[1:])
+        mask = torch.arange(values.shape[1])[None, :] < lengths[:, None]  # (B, F) or (B, N)
+        return {key: values, mask_key: mask}
 
-    def encoder_requirements(self) -> dict[str, int]:
-        return {"n_mels": self.n_mels}
+    def encoder_requirements(self) -> dict[str, Any]:
+        """The feature kind and rate for every audio encoder that declares them (``HFAudioEncoder``:
+        ``input_kind``, ``sample_rate``), and the mel bins for log-mel frames (``n_mels``)."""
+        if self.features == "waveform":
+            return {"input_kind": "waveform", "sample_rate": self.sample_rate}
+        return {"input_kind": "log_mel", "sample_rate": self.sample_rate, "n_mels": self.n_mels}
 
 
 def _resample_linear(wave: Tensor, rate: int, target: int) -> Tensor:

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 if TYPE_CHECKING:
     from mmfuse.data.manifest import ManifestSource
     from mmfuse.data.multimodal import MultimodalDataModule
+    from mmfuse.data.tasks import TaskSpec
 
 Sample = dict[str, Tensor]
 
@@ -102,6 +103,10 @@ class ModalityDataModule(pl.LightningDataModule):
         return self._alone
 
     @property
+    def tasks(self) -> list[TaskSpec]:
+        return self._standalone().tasks
+
+    @property
     def class_names(self) -> list[str]:
         return self._standalone().class_names
 
@@ -110,7 +115,7 @@ class ModalityDataModule(pl.LightningDataModule):
         return self._standalone().num_classes
 
     @property
-    def task(self) -> str:
+    def task(self) -> str | None:
         return self._standalone().task
 
     def prepare_data(self) -> None:

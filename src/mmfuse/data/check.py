@@ -158,7 +158,8 @@ def check(
         cover = report.coverage.setdefault(row.split, {m: Counter() for m in usable})
         for name, s in zip(usable, status, strict=True):
             cover[name][s] += 1
-        if manifest.target_problem(row) is None and (value := row.cells.get(manifest.target, "").strip()):
+        target = manifest.target  # class counts: of the first multiclass task
+        if target and not manifest.target_problems(row) and (value := row.cells.get(target, "").strip()):
             report.class_counts.setdefault(row.split, Counter())[value] += 1
         problems.extend(row_problems)
     report.problems = sorted(problems, key=lambda e: -1 if e.row is None else e.row)

@@ -42,8 +42,8 @@ def decode_row(
     """Decode every non-empty cell of ``row`` with its modality's ``load`` and check its target.
 
     Problems: a cell that does not decode (missing file, corrupt file, ...), an empty cell of a
-    ``required`` modality, no modality present at all, and, when ``labelled``, a target that is empty
-    in a labelled split or not one of the classes (see :meth:`Manifest.target_problem`).
+    ``required`` modality, no modality present at all, and, when ``labelled``, a target cell that is
+    invalid, or no target at all in a labelled split (see :meth:`Manifest.target_problems`).
 
     Args:
         manifest: the parsed manifest (for the root folder, the classes and the file name).
@@ -86,6 +86,7 @@ def decode_row(
     if modalities and all(s == "missing" for s in status.values()):
         columns = [m.column for m in modalities.values()]
         problem(f"no modality present (columns {columns} are all empty)", None)
-    if labelled and (reason := manifest.target_problem(row)) is not None:
-        problem(reason, manifest.target)
+    if labelled:
+        for column, reason in manifest.target_problems(row):
+            problem(reason, column)
     return Decoded(inputs, status, problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -33,9 +33,11 @@ class ImageDataModule(ModalityDataModule):
         size: side of the square every image is resized to, in pixels.
         channels: 1 for greyscale, 3 for RGB; images are converted to this whatever their mode.
         mean: per-channel mean subtracted after scaling to [0, 1]; one value per channel.
-            Default 0.5 for every channel.
+            Default 0.5 for every channel; under the ``mmfuse`` command, with an ``HFImageEncoder``
+            for this modality, the backbone's own ``image_mean`` (its image processor config).
         std: per-channel standard deviation divided by after subtracting ``mean``; one value
-            per channel. Default 0.5 for every channel (so [0, 1] maps to [-1, 1]).
+            per channel. Default 0.5 for every channel (so [0, 1] maps to [-1, 1]); with an
+            ``HFImageEncoder``, its ``image_std``.
         augment: on the train split only, flip horizontally with probability 0.5 and take a
             random ``size x size`` crop of the image reflect-padded by 4 pixels.
         required: an empty cell is a problem (check-data reports it; training raises or skips the
@@ -125,5 +127,13 @@ class ImageDataModule(ModalityDataModule):
         blank = torch.zeros(self.channels, self.size, self.size)
         return {"pixel_values": torch.stack([blank if s is None else s["pixel_values"] for s in samples])}
 
-    def encoder_requirements(self) -> dict[str, int]:
-        return {"in_channels": self.channels}
+    def encoder_requirements(self) -> dict[str, Any]:
+        """Channels for every image encoder; for a pretrained one (``HFImageEncoder``) also the size
+        its position embeddings take (``image_size``, None for CNNs: not checked) and the
+        normalisation it was pretrained with (``image_mean``, ``image_std``, compared exactly)."""
+        return {
+            "in_channels": self.channels,
+            "image_size": self.size,
+            "image_mean": self.mean,
+            "image_std": self.std,
+        }

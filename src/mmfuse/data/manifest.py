@@ -7,24 +7,22 @@ Format (see README "Train on your own data"):
   by a hash of its id, so the assignment never changes when rows are added or reordered.
 - one column per modality: image/audio cells hold a path relative to the manifest's folder, text
   cells hold the text. An empty cell means the modality is missing for that sample.
-- the target column: integer class ids, or class names (mapped to indices in sorted order).
+- the target column: integer class ids, or class names (mapped to indices in sorted order); or
+  several target columns, one or more per task (see :mod:`mmfuse.data.tasks`).
 - extra columns are ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmfuse.data.errors import DataError
 from mmfuse.data.table import read_table
+from mmfuse.data.tasks import TargetError, TargetValue, Task, missing_value, read_target
 
 SPLITS = ("train", "val", "test")
-_TYPICAL_CLASS_ROWS = 10  # see _outliers
-_SHOWN_CLASSES = 12  # classes named in a "not one of the classes" message
 
 
 @dataclass(frozen=True)
@@ -52,26 +50,43 @@ class Manifest:
         path: the manifest file.
         columns: column names, in file order.
         rows: every row, in file order.
-        target: the target column name (the task name).
-        classes: class names; index ``i`` of the model's output is ``classes[i]``.
-        labelled_splits: the splits with a target in at least one row; in these an empty target
-            is a problem (see :meth:`target_problem`).
+        tasks: the targets, with their class and label names resolved; empty for an unlabelled manifest.
+        labelled_splits: the splits with a target in at least one row; in these a row whose every
+            target is empty is a problem (see :meth:`target_problems`).
     """
 
     path: Path
     columns: list[str]
     rows: list[Row]
-    target: str
-    classes: list[str]
+    tasks: list[Task] = field(default_factory=list)
     labelled_splits: set[str] = field(default_factory=set)
     _by_split: dict[str, list[Row]] = field(default_factory=dict, repr=False)
-    _index: dict[str, int] = field(default_factory=dict, repr=False)
-    _index_of: list[str] | None = field(default=None, repr=False)
+    _index: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     @property
     def root(self) -> Path:
         """The folder that relative media paths are resolved against."""
         return self.path.parent
+
+    @property
+    def target(self) -> str | None:
+        """The column of the first multiclass task (what reports count classes of), or None."""
+        task = self._first_multiclass()
+        return task.target_columns[0] if task else None
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names of the first multiclass task (``[]`` without one)."""
+        task = self._first_multiclass()
+        return list(task.names) if task else []
+
+    @property
+    def target_columns(self) -> list[str]:
+        """Every column a task reads."""
+        return [c for t in self.tasks for c in t.target_columns]
+
+    def _first_multiclass(self) -> Task | None:
+        return next((t for t in self.tasks if t.kind == "multiclass"), None)
 
     def split(self, name: str) -> list[Row]:
         """Rows of one split, in file order."""
@@ -80,49 +95,98 @@ class Manifest:
                 self._by_split[split] = [r for r in self.rows if r.split == split]
         return self._by_split[name]
 
-    def _class_index(self) -> dict[str, int]:
-        if self._index_of is not self.classes:  # `classes` is replaced when a checkpoint is restored
-            self._index = {c: i for i, c in enumerate(self.classes)}
-            self._index_of = self.classes
-        return self._index
+    def _names_index(self, task: Task) -> dict[str, int]:
+        index = self._index.get(task.name)
+        if index is None:
+            index = self._index[task.name] = {c: i for i, c in enumerate(task.names)}
+        return index
+
+    def set_classes(self, task: str, classes: list[str]) -> None:
+        """Replace a task's class (or delimited label) names, e.g. with the order a checkpoint was
+        trained in; a task this manifest does not have, or one named by its columns, is left alone."""
+        for i, t in enumerate(self.tasks):
+            if t.name == task and (t.kind == "multiclass" or t.delimited):
+                self.tasks[i] = replace(t, classes=list(classes))
+                self._index.pop(task, None)
+
+    def target_problems(self, row: Row) -> list[tuple[str, str]]:
+        """What is wrong with a row's targets for training or evaluation: ``(column, reason)`` pairs.
+
+        A cell that is present but invalid is a problem. An empty cell is a missing value (masked
+        out of its task's loss and metrics), except that a row of a labelled split (see
+        ``labelled_splits``) needs at least one target; in an unlabelled split, or in a manifest
+        without target columns, empty targets are what ``predict`` expects.
+        """
+        problems = []
+        observed = False
+        for task in self.tasks:
+            if not any(c in self.columns for c in task.target_columns):
+                continue
+            try:
+                read_target(task, row.cells, self._names_index(task))
+            except TargetError as e:
+                problems.append((e.column, e.reason))
+                observed = True
+                continue
+            observed = observed or any(row.cells.get(c, "").strip() for c in task.target_columns)
+        if not observed and row.split in self.labelled_splits:
+            columns = [c for c in self.target_columns if c in self.columns]
+            if len(columns) == 1:
+                problems.append((columns[0], "target is empty"))
+            else:
+                problems.append((columns[0], f"every target is empty (columns {columns})"))
+        return problems
 
     def target_problem(self, row: Row) -> str | None:
-        """What is wrong with a row's target for training or evaluation, or None.
+        """The first of :meth:`target_problems`' reasons, or None."""
+        problems = self.target_problems(row)
+        return problems[0][1] if problems else None
 
-        An empty target is a problem in a labelled split (see ``labelled_splits``); in an unlabelled
-        split, or in a manifest without a target column, it is what ``predict`` expects.
-        """
-        if self.target not in self.columns:
-            return None
-        value = row.cells.get(self.target, "").strip()
-        if value == "":
-            return "target is empty" if row.split in self.labelled_splits else None
-        if value not in self._class_index():
-            shown = self.classes[:_SHOWN_CLASSES]
-            more = f" and {len(self.classes) - len(shown)} more" if len(self.classes) > len(shown) else ""
-            return f"target {value!r} is not one of the classes {shown}{more}"
-        return None
+    def targets(self, row: Row, strict: bool = True) -> dict[str, TargetValue]:
+        """Every task's target value for a row: class index ``-1`` / NaN where it is missing.
 
-    def target_index(self, row: Row) -> int:
-        """The class index of a row's target, or -1 when the cell is empty (unlabelled).
+        Args:
+            row: the row.
+            strict: raise on an invalid cell; False (``predict``) reads it as missing instead.
 
         Raises:
-            DataError: the target is not one of ``classes``.
+            DataError: an invalid target cell, naming file, row, id and column (only when ``strict``).
         """
-        value = row.cells.get(self.target, "").strip()
-        if value == "":
+        out: dict[str, TargetValue] = {}
+        for task in self.tasks:
+            try:
+                out[task.name] = read_target(task, row.cells, self._names_index(task))
+            except TargetError as e:
+                if not strict:
+                    out[task.name] = missing_value(task)
+                    continue
+                raise self._target_error(row, e) from None
+        return out
+
+    def target_index(self, row: Row) -> int:
+        """The class index of a row's first multiclass target, or -1 when its cell is empty.
+
+        Raises:
+            DataError: the target is not one of the classes.
+        """
+        task = self._first_multiclass()
+        if task is None:
             return -1
-        index = self._class_index().get(value)
-        if index is None:
-            raise DataError(
-                self.target_problem(row) or f"target {value!r} is not a class",
-                file=str(self.path),
-                row=row.row,
-                sample_id=row.id,
-                column=self.target,
-                split=row.split,
-            )
-        return index
+        try:
+            value = read_target(task, row.cells, self._names_index(task))
+        except TargetError as e:
+            raise self._target_error(row, e) from None
+        return value if isinstance(value, int) else -1
+
+    def _target_error(self, row: Row, error: TargetError) -> DataError:
+        return DataError(
+            error.reason,
+            file=str(self.path),
+            row=row.row,
+            sample_id=row.id,
+            column=error.column,
+            split=row.split,
+        )
 
 
 class ManifestSource:
@@ -133,9 +197,13 @@ class ManifestSource:
         id_column: column holding the unique sample id.
         split_column: column holding ``train``/``val``/``test``. If the manifest has no such column,
             splits are assigned by a hash of the id with ``val_fraction`` and ``test_fraction``.
-        target: column holding the class (integer id or name).
-        classes: the class names in index order. Default: the sorted distinct target values
-            (integers sort numerically and must be ``0..K-1``).
+        target: column holding the class (integer id or name): the shorthand for one multiclass
+            task of that name. None (and no ``tasks``): an unlabelled manifest, every row is used and
+            batches have no targets (e.g. for contrastive pre-training).
+        classes: the class names of ``target`` in index order. Default: the sorted distinct target
+            values (integers sort numerically and must be ``0..K-1``).
+        tasks: several targets, each a :class:`~mmfuse.data.tasks.Task` (multiclass, multilabel or
+            regression, with its columns); replaces ``target`` and ``classes`` when given.
         val_fraction: share of samples hashed into ``val`` when there is no split column.
         test_fraction: share of samples hashed into ``test`` when there is no split column.
         split_seed: salt of the split hash; change it to draw a different split.
@@ -146,8 +214,9 @@ class ManifestSource:
         path: str,
         id_column: str = "id",
         split_column: str = "split",
-        target: str = "label",
+        target: str | None = "label",
         classes: list[str] | None = None,
+        tasks: list[Task] | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
@@ -159,8 +228,15 @@ class ManifestSource:
         self.path = path
         self.id_column = id_column
         self.split_column = split_column
+        if tasks is not None and classes is not None:
+            raise ValueError("`classes` belongs to `target`; with `tasks`, set `classes` on each task")
+        if tasks is not None:
+            names = [t.name for t in tasks]
+            if len(set(names)) != len(names):
+                raise ValueError(f"task names must be distinct, got {names}")
         self.target = target
         self.classes = classes
+        self.tasks = tasks
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
@@ -228,22 +304,25 @@ class ManifestSource:
             row = Row(row=number, id=sample_id, split=split, cells=cells)
             seen[sample_id] = row
             rows.append(row)
-        try:
-            classes = self._classes(path, columns, rows)
-        except DataError as e:
-            if problems is None:
-                raise
-            problems.append(e)  # no usable target column: the rest can still be checked
-            classes = []
-        labelled = {r.split for r in rows if r.cells.get(self.target, "").strip()}
-        return Manifest(
-            path=path,
-            columns=columns,
-            rows=rows,
-            target=self.target,
-            classes=classes,
-            labelled_splits=labelled,
-        )
+        tasks: list[Task] = []
+        for task in self.declared_tasks():
+            try:
+                tasks.append(task.resolve(path, columns, [r.cells for r in rows]))
+            except DataError as e:
+                if problems is None:
+                    raise
+                problems.append(e)  # no usable target column: the rest can still be checked
+        targets = [c for t in tasks for c in t.target_columns]
+        labelled = {r.split for r in rows if any(r.cells.get(c, "").strip() for c in targets)}
+        return Manifest(path=path, columns=columns, rows=rows, tasks=tasks, labelled_splits=labelled)
+
+    def declared_tasks(self) -> list[Task]:
+        """The tasks as configured: ``tasks``, else one multiclass task for ``target``, else none."""
+        if self.tasks is not None:
+            return list(self.tasks)
+        if self.target is None:
+            return []
+        return [Task(name=self.target, classes=None if self.classes is None else list(self.classes))]
 
     def _hash_split(self, sample_id: str) -> str:
         digest = hashlib.sha256(f"{self.split_seed}:{sample_id}".encode()).digest()
@@ -253,51 +332,3 @@ class ManifestSource:
         if u < self.test_fraction + self.val_fraction:
             return "val"
         return "train"
-
-    def _classes(self, path: Path, columns: Sequence[str], rows: Sequence[Row]) -> list[str]:
-        if self.target not in columns:
-            if self.classes is not None:
-                return list(self.classes)  # unlabelled data for predict, classes from config
-            raise DataError(
-                f"no target column {self.target!r} (columns: {list(columns)}); set `target`",
-                file=str(path),
-                column=self.target,
-            )
-        if self.classes is not None:
-            return list(self.classes)
-        counts = Counter(v for r in rows if (v := r.cells.get(self.target, "").strip()))
-        if not counts:
-            raise DataError("the target column is empty in every row", file=str(path), column=self.target)
-        values = set(counts) - _outliers(counts)
-        ints = {int(v) for v in values if _is_int(v)}
-        int_rows = sum(c for v, c in counts.items() if v in values and _is_int(v))
-        if ints and int_rows >= 0.9 * sum(counts[v] for v in values):
-            # integer labels are class ids: the classes are 0..max, by number. Rows whose target is
-            # not such an id (a stray name, a negative number) fail the class check, row by row.
-            top = max(ints)
-            if top < 0:
-                raise DataError(f"negative class id {top}", file=str(path), column=self.target)
-            return [str(i) for i in range(top + 1)]
-        return sorted(values)
-
-
-def _outliers(counts: Counter[str]) -> set[str]:
-    """Target values that are almost surely not classes: seen once where a typical class has >= 10 rows.
-
-    Inferred classes would otherwise turn a typo or a stray value into a class of its own. With
-    ``classes`` given in the config nothing is guessed: every value outside it is reported.
-    """
-    if len(counts) < 2:
-        return set()
-    sizes = sorted(counts.values())
-    if sizes[len(sizes) // 2] < _TYPICAL_CLASS_ROWS:
-        return set()
-    return {v for v, c in counts.items() if c == 1}
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True

@@ -17,6 +17,7 @@ from mmfuse.data.errors import DataError
 from mmfuse.data.manifest import Manifest, ManifestSource, Row
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
 from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
+from mmfuse.data.tasks import TaskKind, TaskSpec
 from mmfuse.types import Batch
 
 Item = dict[str, Any]
@@ -71,17 +72,23 @@ class ManifestDataset(Dataset[Item | DataError]):
             # returned, not raised: a worker's exception would reach the main process wrapped in a
             # worker traceback; Collate and MultimodalDataModule.on_before_batch_transfer raise it plainly
             return decoded.problems[0]
-        # unlabelled (predict): a target that is not a class is just unknown
-        target = -1 if self.manifest.target_problem(row) else self.manifest.target_index(row)
-        return {"id": row.id, "inputs": decoded.inputs, "target": target}
+        # labelled: decode_row has checked the targets; unlabelled (predict): an invalid one is just unknown
+        targets = self.manifest.targets(row, strict=False)
+        return {"id": row.id, "inputs": decoded.inputs, "targets": targets}
 
 
 class Collate:
-    """Turns dataset items into a :class:`~mmfuse.types.Batch` (a class, so that workers can pickle it)."""
+    """Turns dataset items into a :class:`~mmfuse.types.Batch` (a class, so that workers can pickle it).
 
-    def __init__(self, modalities: Mapping[str, ModalityDataModule], task: str) -> None:
+    Args:
+        modalities: modality name -> the DataModule that collates its samples.
+        tasks: task name -> kind; multiclass targets become ``(B,)`` long, multilabel ``(B, K)``
+            float and regression ``(B,)`` float tensors.
+    """
+
+    def __init__(self, modalities: Mapping[str, ModalityDataModule], tasks: Mapping[str, TaskKind]) -> None:
         self.modalities = dict(sorted(modalities.items()))
-        self.task = task
+        self.tasks = dict(tasks)
 
     def __call__(self, items: Sequence[Item | DataError]) -> Batch | DataError:
         for item in items:
@@ -95,7 +102,13 @@ class Collate:
             samples = [item["inputs"][name] for item in good]
             inputs[name] = dm.collate(samples)
             present[name] = torch.tensor([s is not None for s in samples], dtype=torch.bool)  # (B,)
-        targets = {self.task: torch.tensor([item["target"] for item in good], dtype=torch.long)}
+        targets = {
+            name: torch.tensor(
+                [item["targets"][name] for item in good],
+                dtype=torch.long if kind == "multiclass" else torch.float32,
+            )  # (B,) or (B, K)
+            for name, kind in self.tasks.items()
+        }
         return Batch(inputs=inputs, present=present, targets=targets, ids=[item["id"] for item in good])
 
 
@@ -152,7 +165,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self._manifest: Manifest | None = None
         self._load_problems: list[DataError] = []
         self._selection: RowSelection | None = None
-        self._restored_classes: list[str] | None = None
+        self._restored_classes: dict[str, list[str]] = {}
         self._fitted = False
 
     # --- what the model is linked to ----------------------------------------------------------
@@ -168,23 +181,43 @@ class MultimodalDataModule(pl.LightningDataModule):
             if whole_file:
                 raise whole_file[0]  # e.g. no target column: not a row that can be skipped
             self._check_columns(manifest)
-            if self._restored_classes is not None:
-                manifest.classes = self._restored_classes
+            for task, classes in self._restored_classes.items():
+                manifest.set_classes(task, classes)
             self._manifest = manifest
         return self._manifest
 
     @property
+    def tasks(self) -> list[TaskSpec]:
+        """Every task (name, kind, class or label names), plain: what the CLI links into the model."""
+        return [t.spec() for t in self.manifest.tasks]
+
+    @property
     def class_names(self) -> list[str]:
+        """The class names of the first multiclass task (``[]`` without one)."""
         return self.manifest.classes
 
     @property
     def num_classes(self) -> int:
+        """The number of classes of the first multiclass task."""
         return len(self.class_names)
 
     @property
-    def task(self) -> str:
-        """The task name (the target column), used as the key in ``Batch.targets``."""
-        return self.source.target
+    def task(self) -> str | None:
+        """The name of the first multiclass task (its key in ``Batch.targets``), or None."""
+        return next((t["name"] for t in self.tasks if t["kind"] == "multiclass"), None)
+
+    def _check_target_columns(self) -> None:
+        """Training and evaluation need every target column (predict does not: see ``Task.resolve``)."""
+        manifest = self.manifest
+        for task in manifest.tasks:
+            for column in task.target_columns:
+                if column not in manifest.columns:
+                    raise DataError(
+                        f"task {task.name!r} reads column {column!r}, which the manifest does not have "
+                        f"(columns: {manifest.columns})",
+                        file=str(manifest.path),
+                        column=column,
+                    )
 
     def _check_columns(self, manifest: Manifest) -> None:
         for name, dm in self.modalities.items():
@@ -203,6 +236,8 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         manifest = self.manifest
+        if stage != "predict":
+            self._check_target_columns()
         if not self._fitted:
             train_rows = manifest.split("train")
             for dm in self.modalities.values():
@@ -257,7 +292,7 @@ class MultimodalDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
-            collate_fn=Collate(self.modalities, self.task),
+            collate_fn=Collate(self.modalities, {t.name: t.kind for t in self.manifest.tasks}),
             # worker seeds come from this generator, not from the global random stream
             generator=torch.Generator().manual_seed(self.seed),
         )
@@ -278,15 +313,21 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "classes": list(self.class_names),
+            "classes": list(self.class_names),  # the first multiclass task's, as before several tasks
+            "task_classes": {t.name: list(t.names) for t in self.manifest.tasks if t.kind != "regression"},
             "modalities": {name: dm.state_dict() for name, dm in self.modalities.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # the checkpoint's class order wins: the model's outputs were trained in that order
-        self._restored_classes = list(state_dict["classes"])
+        # the checkpoint's class order wins, per task: the model's outputs were trained in that order
+        restored = state_dict.get("task_classes")
+        if restored is None:  # a checkpoint from before several tasks: one multiclass task
+            first = next((t for t in self.source.declared_tasks() if t.kind == "multiclass"), None)
+            restored = {first.name: state_dict["classes"]} if first is not None else {}
+        self._restored_classes = {name: list(classes) for name, classes in restored.items()}
         if self._manifest is not None:
-            self._manifest.classes = self._restored_classes
+            for task, classes in self._restored_classes.items():
+                self._manifest.set_classes(task, classes)
         for name, state in state_dict.get("modalities", {}).items():
             if name in self.modalities:
                 self.modalities[name].load_state_dict(state)
@@ -296,4 +337,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         """One line per split with its size, for the start of a run."""
         m = self.manifest
         sizes = ", ".join(f"{s}={len(m.split(s))}" for s in ("train", "val", "test"))
-        return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; classes {m.classes}"
+        if len(m.tasks) == 1 and m.tasks[0].kind == "multiclass":
+            return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; classes {m.classes}"
+        tasks = "; ".join(f"{t.name} ({t.kind}{': ' + str(t.names) if t.names else ''})" for t in m.tasks)
+        return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; tasks {tasks or 'none'}"

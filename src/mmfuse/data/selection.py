@@ -111,11 +111,11 @@ class RowSelection:
         whose only problem is their target."""
         self.prepare(SPLITS if split == "all" else [split])
         rows = self.manifest.rows if split == "all" else self.manifest.split(split)
-        target = self.manifest.target
+        targets = set(self.manifest.target_columns)
 
         def used(row: Row) -> bool:
             problems = self.dropped.get(row.row)
-            return not problems or (not labelled and all(p.column == target for p in problems))
+            return not problems or (not labelled and all(p.column in targets for p in problems))
 
         return [r for r in rows if used(r)]
 

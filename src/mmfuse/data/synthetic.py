@@ -10,7 +10,12 @@ fair coin), all three with 100%: the gap between partial and full fusion is the 
 - audio: 0.5-1.0 s of sine tone plus noise; active = high pitch (1200-2400 Hz), else low (200-500 Hz).
 
 The samples are written as real PNG / WAV files and a ``manifest.csv``, so the quickstart runs the
-same decoding path as user data.
+same decoding path as user data. Beside ``label`` the manifest has targets for multitask learning
+(``configs/experiments/multitask.yaml``), drawn from the same truth:
+
+- ``cue_image``, ``cue_text``, ``cue_audio``: the three hidden bits as 0/1 (a multilabel target);
+- ``tone_khz``: the audio tone's frequency in kHz (a regression target), empty in ~10% of the rows
+  (at random, :data:`TONE_MISSING`), so that masking of missing targets is exercised.
 """
 
 from __future__ import annotations
@@ -29,11 +34,15 @@ import soundfile as sf
 from PIL import Image
 
 from mmfuse.data.manifest import ManifestSource
+from mmfuse.data.tasks import Task
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the cue_* and tone_khz target columns (the media files are unchanged)
 LABELS = ("zero", "one", "two", "three")
 MODALITIES = ("image", "text", "audio")  # column order of the bits returned by draw_bits
+CUE_COLUMNS = tuple(f"cue_{m}" for m in MODALITIES)  # the bits as 0/1 target columns
+TONE_COLUMN = "tone_khz"
+TONE_MISSING = 0.1  # share of rows whose tone_khz cell is left empty
 NEUTRAL_WORDS = (
     "the", "a", "report", "from", "station", "north", "south", "east", "west", "today",
     "sensor", "shows", "was", "is", "at", "near", "in", "on", "of", "this",
@@ -52,6 +61,7 @@ MANIFEST_FILE = "manifest.csv"
 # sample's image / text / audio, so changing how one is drawn leaves the others byte-identical, and a
 # sample's files do not depend on num_samples
 _BITS, _SPLIT, _IMAGE, _TEXT, _AUDIO = 1, 2, 3, 4, 5
+_TONE_MISSING = 7  # synthetic_graph.py draws its graphs from stream 6
 
 
 def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
@@ -112,7 +122,13 @@ def _text(rng: np.random.Generator, active: bool) -> str:
     return " ".join(words)
 
 
-def _audio(rng: np.random.Generator, active: bool, sample_rate: int) -> np.ndarray:
+def draw_tone_missing(num_samples: int, seed: int) -> np.ndarray:
+    """``(num_samples,)`` bool: the rows whose ``tone_khz`` cell is left empty (~:data:`TONE_MISSING`)."""
+    return _rng(seed, _TONE_MISSING).random(num_samples) < TONE_MISSING
+
+
+def _audio(rng: np.random.Generator, active: bool, sample_rate: int) -> tuple[np.ndarray, float]:
+    """The clip ``(n,)`` and its tone's frequency in Hz."""
     # lengths vary so that batches need padding and the encoders' masks are exercised
     n = int(rng.uniform(0.5, 1.0) * sample_rate)
     freq = rng.uniform(*(HIGH_HZ if active else LOW_HZ))
@@ -124,7 +140,7 @@ def _audio(rng: np.random.Generator, active: bool, sample_rate: int) -> np.ndarr
     envelope[:fade] = np.linspace(0, 1, fade)
     envelope[n - fade :] = np.linspace(1, 0, fade)
     wave = tone * envelope + rng.normal(0, 0.05, size=n)
-    return np.clip(wave, -1, 1).astype(np.float32)  # (n,)
+    return np.clip(wave, -1, 1).astype(np.float32), float(freq)  # (n,), Hz
 
 
 def _params(num_samples: int, seed: int, image_size: int, sample_rate: int) -> dict[str, Any]:
@@ -210,19 +226,22 @@ def generate(root: str | Path, num_samples: int, seed: int, image_size: int, sam
         (tmp / "audio").mkdir()
         bits = draw_bits(num_samples, seed)
         splits = draw_splits(num_samples, seed)
+        tone_missing = draw_tone_missing(num_samples, seed)
         with (tmp / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["id", "split", *MODALITIES, "label"])
+            writer.writerow(["id", "split", *MODALITIES, "label", *CUE_COLUMNS, TONE_COLUMN])
             for i in range(num_samples):
                 sample_id = f"{i:06d}"
                 image_path, audio_path = f"images/{sample_id}.png", f"audio/{sample_id}.wav"
                 image = _image(_rng(seed, _IMAGE, i), bool(bits[i, 0]), image_size)
                 Image.fromarray(image, "RGB").save(tmp / image_path)
                 text = _text(_rng(seed, _TEXT, i), bool(bits[i, 1]))
-                wave = _audio(_rng(seed, _AUDIO, i), bool(bits[i, 2]), sample_rate)
+                wave, freq = _audio(_rng(seed, _AUDIO, i), bool(bits[i, 2]), sample_rate)
                 sf.write(tmp / audio_path, wave, sample_rate, subtype="PCM_16")
                 label = LABELS[int(bits[i].sum())]
-                writer.writerow([sample_id, splits[i], image_path, text, audio_path, label])
+                cues = [str(int(b)) for b in bits[i]]
+                tone = "" if tone_missing[i] else f"{freq / 1000:.4f}"
+                writer.writerow([sample_id, splits[i], image_path, text, audio_path, label, *cues, tone])
         # written last: its presence marks a finished folder should anything inspect tmp
         (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
         _publish(tmp, root, params)
@@ -247,6 +266,9 @@ class SyntheticSource(ManifestSource):
         seed: random seed; the same parameters always generate byte-identical files.
         image_size: width and height of the square RGB images, in pixels (at least 24).
         sample_rate: audio sample rate in Hz (at least 6000).
+        tasks: the targets to learn (default: ``label`` alone). The manifest also has the multilabel
+            ``cue_image``/``cue_text``/``cue_audio`` (0/1) and the regression ``tone_khz`` columns:
+            see ``configs/experiments/multitask.yaml``.
     """
 
     def __init__(
@@ -256,9 +278,10 @@ class SyntheticSource(ManifestSource):
         seed: int = 0,
         image_size: int = 32,
         sample_rate: int = 8000,
+        tasks: list[Task] | None = None,
     ) -> None:
         _params(num_samples, seed, image_size, sample_rate)  # fail at config time, not in prepare
-        super().__init__(path=str(Path(root) / MANIFEST_FILE), target="label")
+        super().__init__(path=str(Path(root) / MANIFEST_FILE), target="label", tasks=tasks)
         self.root = root
         self.num_samples = num_samples
         self.seed = seed

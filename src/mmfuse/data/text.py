@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from mmfuse.data.base import ModalityDataModule, Sample
 from mmfuse.data.errors import SampleError
+from mmfuse.pretrained import resolve_model_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -36,14 +37,17 @@ class TextDataModule(ModalityDataModule):
       ``<pad>``, 1 is ``<unk>`` (words not in the vocabulary). The vocabulary travels with the
       checkpoint through :meth:`state_dict`.
     - Hugging Face (``tokenizer="<name or path>"``): ``AutoTokenizer.from_pretrained``, loaded on
-      first use, with its special tokens; nothing is learnt from the data.
+      first use, with its special tokens; nothing is learnt from the data. Under the ``mmfuse``
+      command it is taken from the text modality's ``HFTextEncoder`` when unset, so the model is
+      named once (:func:`mmfuse.pretrained.link_pretrained`).
 
     The encoder receives ``input_ids`` ``(B, L)`` long and ``attention_mask`` ``(B, L)`` bool
     (True = real token), padded to the longest text in the batch.
 
     Args:
         column: manifest column holding the text itself.
-        tokenizer: a Hugging Face tokenizer name or local folder, loaded with
+        tokenizer: a Hugging Face tokenizer name, local folder or ``pkg:<package>/<folder>``
+            (:func:`mmfuse.pretrained.resolve_model_path`), loaded with
             ``transformers.AutoTokenizer.from_pretrained``. None uses the built-in word vocabulary.
         max_length: texts are truncated to this many tokens (special tokens included).
         vocab_size: capacity of the built-in vocabulary, ``<pad>`` and ``<unk>`` included; the
@@ -105,7 +109,7 @@ class TextDataModule(ModalityDataModule):
 
             # DataLoader workers fork after the tokenizer may have run: its thread pool would deadlock
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            self._hf = AutoTokenizer.from_pretrained(self.tokenizer)
+            self._hf = AutoTokenizer.from_pretrained(resolve_model_path(self.tokenizer))
         return self._hf
 
     def words(self, text: str) -> list[str]:

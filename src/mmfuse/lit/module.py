@@ -7,14 +7,23 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from mmfuse.data.base import ModalityDataModule
+from mmfuse.data.tasks import KINDS, TaskSpec, check_task_name, output_width
+from mmfuse.lit.contrastive import ContrastiveObjective
+from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
+from mmfuse.lit.tasks import (
+    RegressionLoss,
+    TaskLoss,
+    metric_collection,
+    predictions,
+    task_loss,
+    update_metrics,
+)
 from mmfuse.models.fusion.base import Fuser
 from mmfuse.models.masking import drop_modalities
 from mmfuse.models.multimodal import ModelOutput, MultimodalModel
@@ -24,20 +33,28 @@ STAGES = ("train", "val", "test")
 
 
 class MultimodalModule(pl.LightningModule):
-    """Trains encoders + fuser + head on one classification task.
+    """Trains encoders + fuser + one head per task (multiclass, multilabel, regression).
 
     Encoders and the fuser are built elsewhere (YAML ``class_path``/``init_args``) and injected.
-    The number of classes, their names and the task name are linked from the data by the CLI.
+    The tasks (their names, kinds and class names) are linked from the data by the CLI.
+
+    Log keys: with one task ``train/loss``, ``val/loss``, ``val/acc``, ``val/f1`` (``val/auroc``
+    with two classes; ``val/mae``, ``val/rmse``, ``val/r2`` for regression), ``test/...``; with several,
+    ``val/loss`` is the weighted sum of the tasks' mean losses and each task logs ``val/<task>/loss``
+    and ``val/<task>/<metric>``. Missing targets are left out of their task's loss and metrics.
+    With ``contrastive``: ``train/contrastive_loss``, ``train/temperature`` per step and
+    ``val/retrieval/<a>_to_<b>/recall@<k>`` per epoch (``test/...`` likewise).
 
     Args:
         encoders: modality -> encoder (see ``mmfuse.models.encoders``).
         fusion: the fuser (see ``mmfuse.models.fusion``).
-        num_classes: number of classes ``K`` (linked from the data).
-        class_names: class names in index order (linked from the data; written back by ``predict``).
-        task: name of the target (linked from the data; key of ``Batch.targets``).
-        head_hidden: hidden width of the classification head (0: a linear head).
-        head_dropout: dropout in the classification head.
-        label_smoothing: label smoothing of the cross-entropy loss.
+        tasks: the tasks, each ``{name, kind, names}`` (linked from the data; see
+            :class:`~mmfuse.data.tasks.TaskSpec`): a head, a loss and metrics each.
+        task_weights: task name -> weight of its loss in the total (default 1 each).
+        head_hidden: hidden width of each task head (0: a linear head).
+        head_dropout: dropout in the task heads.
+        label_smoothing: label smoothing of the multiclass cross-entropy.
+        regression_loss: the loss of regression tasks: ``mse``, ``l1`` or ``huber``.
         modality_dropout: in training, each present modality of each sample is dropped (masked as
             absent) with this probability, never all of a sample's modalities, so that the model
             learns to cope with missing inputs. Encoders still run on every batch (a fixed graph for DDP).
@@ -45,22 +62,30 @@ class MultimodalModule(pl.LightningModule):
         scheduler: optional learning-rate scheduler factory, stepped every epoch.
         compile: ``torch.compile`` each encoder and the fuser, in place (checkpoint keys are the
             same compiled or not). The first steps are slow while kernels compile.
+        contrastive: a cross-modal contrastive objective between the modalities' pooled encoder
+            embeddings (:class:`~mmfuse.lit.contrastive.ContrastiveObjective`), added to the task
+            losses with its ``weight``; with no task (an unlabelled manifest) it is the only objective
+            (contrastive pre-training). Evaluated as retrieval recall@k on val and test.
+        pretrained_lr: learning rate of the pretrained backbones of Hugging Face encoders (their own
+            optimizer group, see :func:`~mmfuse.lit.optim.param_groups`); None: the optimizer's.
     """
 
     def __init__(
         self,
         encoders: dict[str, nn.Module],
         fusion: Fuser,
-        num_classes: int = 2,
-        class_names: list[str] | None = None,
-        task: str = "label",
+        tasks: list[TaskSpec] | None = None,
+        task_weights: dict[str, float] | None = None,
         head_hidden: int = 0,
         head_dropout: float = 0.0,
         label_smoothing: float = 0.0,
+        regression_loss: RegressionLoss = "mse",
         modality_dropout: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
         compile: bool = False,
+        contrastive: ContrastiveObjective | None = None,
+        pretrained_lr: float | None = None,
     ) -> None:
         super().__init__()
         # Under the CLI the hyper-parameters are the plain config (class paths and init args), which
@@ -74,11 +99,26 @@ class MultimodalModule(pl.LightningModule):
         for key in ("optimizer", "scheduler"):
             if callable(self.hparams.get(key)):
                 self.hparams.pop(key)
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names has {len(class_names)} names but num_classes={num_classes}")
-        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        self.task = task
+        self.contrastive = contrastive
+        self.pretrained_lr = pretrained_lr
+        #: the tasks, as plain dicts, in the data's order
+        self.tasks: list[TaskSpec] = check_tasks(tasks or [])
+        self.hparams["tasks"] = [dict(t) for t in self.tasks]  # plain, whatever type was passed
+        if not self.tasks and not self.has_aux_losses:
+            raise ValueError(
+                "MultimodalModule has no task and no auxiliary objective: give the data a target "
+                "(`target`, or `tasks` in the data source), or set model.contrastive for contrastive "
+                "pre-training, so that there is something to learn"
+            )
+        names = [t["name"] for t in self.tasks]
+        unknown = sorted(set(task_weights or {}) - set(names))
+        if unknown:
+            raise ValueError(f"task_weights names tasks {unknown} that are not among the tasks {names}")
+        self.task_weights = {n: float((task_weights or {}).get(n, 1.0)) for n in names}
+        if any(w < 0 for w in self.task_weights.values()):
+            raise ValueError(f"task_weights must be >= 0, got {self.task_weights}")
         self.label_smoothing = label_smoothing
+        self.regression_loss: RegressionLoss = regression_loss
         if not 0 <= modality_dropout < 1:
             raise ValueError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         self.modality_dropout = modality_dropout
@@ -86,40 +126,80 @@ class MultimodalModule(pl.LightningModule):
         self.keep_modalities: frozenset[str] | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.model = MultimodalModel(encoders, fusion, num_classes, head_hidden, head_dropout)
+        by_name = {t["name"]: t for t in self.tasks}
+        outputs = {n: output_width(t) for n, t in by_name.items()}
+        self.model = MultimodalModel(encoders, fusion, outputs, head_hidden, head_dropout)
+        if contrastive is not None:
+            contrastive.bind(list(self.model.encoders))  # its pairs and their recall metrics
         if compile:
             # the parts, not the LightningModule: Lightning's hooks and logging stay in eager Python
             for part in (*self.model.encoders.values(), self.model.fusion):
                 part.compile()
-        # ModuleDict keys may not shadow nn.Module attributes such as `train`: hence the suffix
-        self.metrics = nn.ModuleDict({f"{s}_": self._metric_collection(s, num_classes) for s in STAGES})
-        self.mean_loss = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        # one metric collection per stage and task; ModuleDict keys may not shadow nn.Module
+        # attributes such as `train`: hence the suffix
+        self.metrics = nn.ModuleDict(
+            {
+                f"{s}_": nn.ModuleDict(
+                    {n: metric_collection(t, self._prefix(s, n)) for n, t in by_name.items()}
+                )
+                for s in STAGES
+            }
+        )
+        # per stage and task: the mean loss over observed targets (weighted by their count)
+        self.mean_loss = nn.ModuleDict(
+            {f"{s}_": nn.ModuleDict({n: MeanMetric() for n in names}) for s in STAGES}
+        )
         self.test_presence = PresenceAccuracy(list(self.model.encoders))
 
-    @staticmethod
-    def _metric_collection(stage: str, num_classes: int) -> MetricCollection:
-        metrics: dict[str, Any] = {
-            "acc": MulticlassAccuracy(num_classes, average="micro", ignore_index=-1),
-            "f1": MulticlassF1Score(num_classes, average="macro", ignore_index=-1),
-        }
-        if num_classes == 2:
-            # with two classes, macro one-vs-rest AUROC equals the binary AUROC of class 1
-            metrics["auroc"] = MulticlassAUROC(num_classes, ignore_index=-1)
-        return MetricCollection(metrics, prefix=f"{stage}/")
+    # --- tasks -----------------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str | None:
+        """The first multiclass task (what the presence breakdown, W&B media and ablations show), or None."""
+        return next((t["name"] for t in self.tasks if t["kind"] == "multiclass"), None)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names of :attr:`task` (``[]`` without a multiclass task)."""
+        return next((list(t["names"]) for t in self.tasks if t["name"] == self.task), [])
+
+    def _prefix(self, stage: str, task: str) -> str:
+        # one task: today's keys (val/acc); several: val/<task>/acc
+        return f"{stage}/" if len(self.tasks) == 1 else f"{stage}/{task}/"
+
+    @property
+    def has_aux_losses(self) -> bool:
+        """Whether :meth:`aux_losses` adds an objective beside the tasks."""
+        return self.contrastive is not None
+
+    def aux_losses(self, output: ModelOutput, present: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Training objectives beside the tasks, name -> weighted scalar loss, added to the total.
+
+        The contrastive loss over ``output.embeddings``, with the presence the model saw (after
+        modality dropout). Override it together with :attr:`has_aux_losses` for another objective
+        that needs no target.
+        """
+        if self.contrastive is None:
+            return {}
+        loss = self.contrastive.loss(output.embeddings, present).loss
+        return {"contrastive": self.contrastive.weight * loss}
+
+    # --- steps -----------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
             check_data_matches_model(datamodule, self.model)
 
-    def _metrics(self, stage: str) -> MetricCollection:
-        return cast(MetricCollection, self.metrics[f"{stage}_"])
+    def _metrics(self, stage: str, task: str) -> MetricCollection:
+        return cast(MetricCollection, cast(nn.ModuleDict, self.metrics[f"{stage}_"])[task])
 
-    def _mean_loss(self, stage: str) -> MeanMetric:
-        return cast(MeanMetric, self.mean_loss[f"{stage}_"])
+    def _mean_loss(self, stage: str, task: str) -> MeanMetric:
+        return cast(MeanMetric, cast(nn.ModuleDict, self.mean_loss[f"{stage}_"])[task])
 
-    def forward(self, batch: Batch) -> ModelOutput:
-        return self.model(batch.inputs, self.effective_present(batch))
+    def forward(self, batch: Batch, present: dict[str, Tensor] | None = None) -> ModelOutput:
+        """The model's output; ``present`` defaults to :meth:`effective_present`."""
+        return self.model(batch.inputs, self.effective_present(batch) if present is None else present)
 
     def effective_present(self, batch: Batch) -> dict[str, Tensor]:
         """``batch.present`` without the modalities outside ``keep_modalities`` and, in training,
@@ -131,37 +211,68 @@ class MultimodalModule(pl.LightningModule):
             present = drop_modalities(present, self.modality_dropout)
         return present
 
-    def _loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(logits, target, ignore_index=-1, label_smoothing=self.label_smoothing)
+    def task_losses(self, output: ModelOutput, batch: Batch) -> dict[str, TaskLoss]:
+        """Each task's loss over its observed targets in the batch."""
+        return {
+            t["name"]: task_loss(
+                t["kind"],
+                output.logits[t["name"]],
+                batch.targets[t["name"]],
+                self.label_smoothing,
+                self.regression_loss,
+            )
+            for t in self.tasks
+        }
+
+    def total_loss(self, losses: dict[str, TaskLoss], aux: dict[str, Tensor]) -> Tensor:
+        """Weighted sum of the task losses (a task without an observed target adds a zero that keeps
+        its head in the graph) plus the auxiliary losses."""
+        terms = [self.task_weights[name] * loss.value for name, loss in losses.items()]
+        if not terms and not aux:  # evaluating a model without tasks: nothing to add up
+            return torch.zeros((), device=self.device)
+        return torch.stack([*terms, *aux.values()]).sum()
+
+    def _step(self, stage: str, batch: Batch) -> tuple[ModelOutput, dict[str, TaskLoss], Tensor]:
+        present = self.effective_present(batch)  # drawn once: the model and every objective see the same
+        output = self(batch, present)
+        losses = self.task_losses(output, batch)
+        # auxiliary objectives train only: the contrastive loss gathers every rank's batch, a collective
+        # that would hang evaluation where ranks have different numbers of batches; evaluation measures
+        # the alignment as retrieval recall instead, synced once per epoch
+        aux = self.aux_losses(output, present) if stage == "train" else {}
+        if stage == "train":
+            for name, value in aux.items():
+                self.log(f"train/{name}_loss", value.detach(), on_step=True, batch_size=len(batch))
+            if self.contrastive is not None:
+                temperature = self.contrastive.temperature
+                self.log("train/temperature", temperature, on_step=True, batch_size=len(batch))
+        elif self.contrastive is not None:
+            self.contrastive.update(stage, output.embeddings, present)
+        for t in self.tasks:
+            name = t["name"]
+            target = batch.targets[name]
+            update_metrics(self._metrics(stage, name), t["kind"], output.logits[name], target)
+            if losses[name].observed:
+                self._mean_loss(stage, name).update(losses[name].value.detach(), weight=losses[name].observed)
+        return output, losses, self.total_loss(losses, aux)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        logits = self(batch).logits
-        target = batch.targets[self.task]
-        loss = self._loss(logits, target)
+        _, _, loss = self._step("train", batch)
         # per-step loss without a cross-process sync; the metric objects sync once per epoch
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch))
-        self._metrics("train").update(logits.detach(), target)
         return loss
 
     def on_train_epoch_end(self) -> None:
         # logged once here, not handed to self.log at every step: each self.log call costs ~1 ms of
         # Lightning bookkeeping on CPU, a measurable share of a small model's step (benchmarks/overhead.py)
-        metrics = self._metrics("train")
-        self.log_dict(metrics.compute())  # compute() syncs the counts across processes under DDP
-        metrics.reset()
+        self._log_epoch("train")
 
     def _eval_step(self, stage: str, batch: Batch) -> None:
-        logits = self(batch).logits
-        target = batch.targets[self.task]
-        labelled = target >= 0
-        if labelled.any():
-            self._mean_loss(stage).update(self._loss(logits, target), weight=int(labelled.sum()))
-        self._metrics(stage).update(logits, target)
-        if stage == "test":
-            self.test_presence.update(logits, target, self.effective_present(batch))
-        show = stage == "val"
-        self.log(f"{stage}/loss", self._mean_loss(stage), on_step=False, on_epoch=True, prog_bar=show)
-        self.log_dict(self._metrics(stage), on_step=False, on_epoch=True, prog_bar=show)
+        output, _, _ = self._step(stage, batch)
+        task = self.task
+        if stage == "test" and task is not None:
+            target = batch.targets[task]
+            self.test_presence.update(output.logits[task].detach(), target, self.effective_present(batch))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -169,21 +280,59 @@ class MultimodalModule(pl.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("test", batch)
 
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
     def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
         # test metrics by presence pattern (e.g. test/presence/audio+image/acc), when the data has
         # more than one; compute() has summed the counts over processes already
+        if self.task is None:
+            return
         values = self.test_presence.compute()  # every process calls it: it syncs under DDP
         if sum(k.endswith("/n") for k in values) > 1:
             for key, value in values.items():
                 self.log(f"test/presence/{key}", value)
         self.test_presence.reset()
 
+    def _log_epoch(self, stage: str) -> None:
+        """Compute, log and reset the stage's metrics (compute() syncs their states across processes).
+
+        A task with no observed target in the whole epoch (on any process) logs nothing and adds
+        nothing to ``<stage>/loss``; the one count that decides it is summed over processes once.
+        """
+        show = stage == "val"
+        if self.contrastive is not None and stage != "train":
+            self.log_dict(self.contrastive.compute(stage))
+            self.contrastive.reset(stage)
+        names = [t["name"] for t in self.tasks]
+        if not names:
+            return
+        counts = torch.stack([self._mean_loss(stage, n).weight.detach().float().reshape(()) for n in names])
+        if self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        total = torch.zeros((), device=self.device)
+        for name, count in zip(names, counts.tolist(), strict=True):
+            mean_loss, metrics = self._mean_loss(stage, name), self._metrics(stage, name)
+            if count > 0:
+                value = mean_loss.compute()
+                total = total + self.task_weights[name] * value
+                self.log_dict(metrics.compute(), prog_bar=show)
+                if len(names) > 1:
+                    self.log(f"{stage}/{name}/loss", value)
+            mean_loss.reset()
+            metrics.reset()
+        if stage != "train" and names:  # train/loss is logged per step
+            self.log(f"{stage}/loss", total, prog_bar=show)
+
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        probs = self(batch).logits.float().softmax(dim=-1)  # (B, K)
-        return {"ids": batch.ids, "probs": probs.cpu()}
+        output = self(batch)
+        # task -> class probabilities (B, K), label probabilities (B, K) or values (B,)
+        outputs = {t["name"]: predictions(t["kind"], output.logits[t["name"]]).cpu() for t in self.tasks}
+        return {"ids": batch.ids, "outputs": outputs}
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(param_groups(self, self.pretrained_lr))
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
@@ -209,7 +358,8 @@ def check_data_matches_model(datamodule: pl.LightningDataModule, model: Multimod
             if have is not None and have != value:
                 raise ValueError(
                     f"modality {name!r}: the data gives {attr}={value} but encoder {type(encoder).__name__} "
-                    f"has {attr}={have}; set model.encoders.{name}.init_args.{attr}: {value}"
+                    f"has {attr}={have}: make the data's setting and the encoder's "
+                    f"(model.encoders.{name}.init_args) agree"
                 )
 
 
@@ -220,3 +370,24 @@ def _has_live(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_live(v) for v in value.values())
     return False
+
+
+def check_tasks(tasks: list[TaskSpec]) -> list[TaskSpec]:
+    """Validate task specs and copy them as plain dicts (``{name, kind, names}``).
+
+    Raises:
+        ValueError: a duplicate or unusable name, an unknown kind, or a classification task with
+            fewer than one class (multiclass: two).
+    """
+    out: list[TaskSpec] = []
+    for task in tasks:
+        name, kind, names = task["name"], task["kind"], [str(n) for n in task.get("names", [])]
+        check_task_name(name)
+        if kind not in KINDS:
+            raise ValueError(f"task {name!r}: kind {kind!r} is not one of {list(KINDS)}")
+        if (kind == "multiclass" and len(names) < 2) or (kind == "multilabel" and not names):
+            raise ValueError(f"task {name!r} ({kind}) has classes {names}: too few to learn")
+        if any(t["name"] == name for t in out):
+            raise ValueError(f"task {name!r} is declared twice")
+        out.append(TaskSpec(name=name, kind=kind, names=names if kind != "regression" else []))
+    return out

@@ -20,6 +20,9 @@ from mmfuse.lit.wandb_logger import is_live
 class WandbMedia(pl.Callback):
     """Logs what is easier to look at than to read, when the trainer has a W&B logger (rank 0 only).
 
+    With several tasks, the table and the confusion matrix show the first multiclass task (none
+    without one).
+
     - ``val/predictions``: a ``wandb.Table`` of the same ``num_samples`` validation samples every
       time (chosen by id, every class in turn, so runs compare): their inputs as media (images,
       audio, text), the true label, the prediction and one ``prob_<class>`` column per class.
@@ -57,7 +60,7 @@ class WandbMedia(pl.Callback):
         self._media_logged = False
         self._val_epochs = 0
         self._matrix: MulticlassConfusionMatrix | None = None
-        self._logits: Tensor | None = None
+        self._logits: dict[str, Tensor] | None = None
         self._hook: Any = None
 
     @staticmethod
@@ -81,6 +84,8 @@ class WandbMedia(pl.Callback):
         model = getattr(pl_module, "model", None)
         if not trainer.is_global_zero or logger is None or model is None or not is_live(logger.experiment):
             return
+        if getattr(pl_module, "task", None) is None:
+            return  # the table shows the first multiclass task: without one there is nothing to show
         if self._samples is None:
             self._samples = fixed_val_samples(trainer, self.num_samples)
         if self._samples is None:
@@ -117,7 +122,7 @@ class WandbMedia(pl.Callback):
         # the fuser's effective masks: a token counts only where its modality is present
         masks = {m: (mask & present[m][:, None]).cpu() for m, mask in masks.items()}
         attention = {k: w.float().cpu() for k, w in out.fused.attention.items()}
-        return out.logits.float().softmax(dim=-1).cpu(), attention, masks
+        return out.logits[pl_module.task].float().softmax(dim=-1).cpu(), attention, masks
 
     def _label(self, pl_module: Any, samples: FixedSamples, b: int) -> str | None:
         target = samples.batch.targets.get(getattr(pl_module, "task", ""), None)
@@ -206,12 +211,14 @@ class WandbMedia(pl.Callback):
         model = getattr(pl_module, "model", None)
         if not self.confusion_matrix or self._logger(trainer) is None or model is None:
             return
+        if getattr(pl_module, "task", None) is None:
+            return  # the matrix is the first multiclass task's
         num_classes = len(pl_module.class_names)
         self._matrix = MulticlassConfusionMatrix(num_classes, ignore_index=-1).to(pl_module.device)
         self._hook = model.register_forward_hook(self._keep_logits)
 
     def _keep_logits(self, module: nn.Module, args: Any, output: Any) -> None:
-        self._logits = getattr(output, "logits", None)
+        self._logits = getattr(output, "logits", None)  # task -> (B, K)
 
     def on_test_batch_end(
         self,
@@ -224,7 +231,8 @@ class WandbMedia(pl.Callback):
     ) -> None:
         if self._matrix is None or self._logits is None:
             return
-        self._matrix.update(self._logits.detach(), batch.targets[pl_module.task])
+        task = pl_module.task
+        self._matrix.update(self._logits[task].detach(), batch.targets[task])
         self._logits = None
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:

@@ -1,4 +1,4 @@
-"""Task heads: read the fused representation, return logits."""
+"""Task heads: read the fused representation, return logits (or regression values)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from torch import Tensor, nn
 
 
 class ClassificationHead(nn.Module):
-    """A linear layer, or a one-hidden-layer MLP, from features to class logits.
+    """A linear layer, or a one-hidden-layer MLP, from features to one task's outputs: class or label
+    logits, or a regression value (``num_classes=1``).
 
     Args:
         in_dim: width of the input features.
-        num_classes: number of classes ``K``.
+        num_classes: output width ``K`` (classes, labels, or 1 for regression).
         hidden: width of the hidden layer; 0 for a single linear layer.
         dropout: dropout before each linear layer.
     """

@@ -1,46 +1,52 @@
-"""MultimodalModel: per-modality encoders, a fuser and task heads, composed. Pure PyTorch."""
+"""MultimodalModel: per-modality encoders, a fuser and one head per task, composed. Pure PyTorch."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from torch import Tensor, nn
 
 from mmfuse.models.fusion.base import Fuser
 from mmfuse.models.heads import ClassificationHead
+from mmfuse.models.masking import masked_mean
 from mmfuse.types import EncoderOutput, FusionOutput
 
 
 class ModelOutput(NamedTuple):
     """Attributes:
-    logits: ``(B, K)`` class logits.
+    logits: task -> ``(B, K)`` class or label logits, or ``(B, 1)`` regression values.
     fused: what the fuser returned (pooled features, per-modality features, attention maps).
+    embeddings: modality -> ``(B, D)`` its encoder's tokens, mean-pooled over real tokens, before
+        fusion (zeros where the modality is absent): what a contrastive objective reads.
     """
 
-    logits: Tensor
+    logits: dict[str, Tensor]
     fused: FusionOutput
+    embeddings: dict[str, Tensor]
 
 
 class MultimodalModel(nn.Module):
-    """Encode each modality, fuse, classify.
+    """Encode each modality, fuse, and run one head per task on the fused features.
 
-    A fuser with ``decision_level = True`` (late fusion) gets one head per modality and combines
-    their logits with its own ``combine``; any other fuser gets one head on its ``pooled`` output.
+    A fuser with ``decision_level = True`` (late fusion) gets, per task, one head per modality and
+    combines their outputs with its own ``combine``; any other fuser gets one head per task on its
+    ``pooled`` output.
 
     Args:
         encoders: modality -> encoder returning :class:`~mmfuse.types.EncoderOutput` of width ``D``.
         fusion: the fuser; its ``modalities`` must be the encoders' names.
-        num_classes: number of classes ``K``.
-        head_hidden: hidden width of the head MLP (0: linear head).
-        head_dropout: dropout in the head.
+        outputs: task -> output width (``K`` classes or labels, 1 for regression). May be empty
+            (no head: the model then only encodes and fuses).
+        head_hidden: hidden width of each head's MLP (0: linear heads).
+        head_dropout: dropout in the heads.
     """
 
     def __init__(
         self,
         encoders: Mapping[str, nn.Module],
         fusion: Fuser,
-        num_classes: int,
+        outputs: Mapping[str, int],
         head_hidden: int = 0,
         head_dropout: float = 0.0,
     ) -> None:
@@ -48,15 +54,20 @@ class MultimodalModel(nn.Module):
         _check_compatible(encoders, fusion)
         self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
         self.fusion = fusion
-        if fusion.decision_level:
-            self.heads = nn.ModuleDict(
-                {
-                    m: ClassificationHead(fusion.out_dim, num_classes, head_hidden, head_dropout)
-                    for m in self.encoders
-                }
-            )
-        else:
-            self.head = ClassificationHead(fusion.out_dim, num_classes, head_hidden, head_dropout)
+
+        def head(width: int) -> ClassificationHead:
+            return ClassificationHead(fusion.out_dim, width, head_hidden, head_dropout)
+
+        # task order is the data's (dict order), not sorted: it is the order of every report
+        heads: dict[str, nn.Module] = {}
+        for task, width in outputs.items():
+            if width < 1:
+                raise ValueError(f"task {task!r} has output width {width}: it needs at least one class")
+            if fusion.decision_level:
+                heads[task] = nn.ModuleDict({m: head(width) for m in self.encoders})  # one per modality
+            else:
+                heads[task] = head(width)
+        self.heads = nn.ModuleDict(heads)
 
     def encode(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> dict[str, EncoderOutput]:
         """Run every encoder on its own inputs (every encoder runs, present or not: a fixed graph for DDP)."""
@@ -70,15 +81,22 @@ class MultimodalModel(nn.Module):
             present: modality -> ``(B,)`` bool.
 
         Returns:
-            logits ``(B, K)`` and the fuser's output.
+            per-task outputs ``(B, K)``, the fuser's output and each modality's pooled encoding ``(B, D)``.
         """
-        fused = self.fusion(self.encode(inputs), present)
-        if self.fusion.decision_level:
-            per_modality = {m: head(fused.per_modality[m]) for m, head in self.heads.items()}
-            logits = self.fusion.combine(per_modality, present)
-        else:
-            logits = self.head(fused.pooled)
-        return ModelOutput(logits=logits, fused=fused)
+        encoded = self.encode(inputs)
+        # (B, D) per modality; an absent modality's tokens are all masked out (zeros)
+        embeddings = {
+            m: masked_mean(e.tokens, e.mask & present[m].bool()[:, None]) for m, e in encoded.items()
+        }
+        fused = self.fusion(encoded, present)
+        logits: dict[str, Tensor] = {}
+        for task, head in self.heads.items():
+            if self.fusion.decision_level:
+                per_modality = {m: h(fused.per_modality[m]) for m, h in cast(nn.ModuleDict, head).items()}
+                logits[task] = self.fusion.combine(per_modality, present)
+            else:
+                logits[task] = head(fused.pooled)  # (B, K)
+        return ModelOutput(logits=logits, fused=fused, embeddings=embeddings)
 
 
 def _check_compatible(encoders: Mapping[str, nn.Module], fusion: Fuser) -> None:

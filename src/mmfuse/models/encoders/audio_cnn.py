@@ -45,6 +45,9 @@ class AudioCNN(nn.Module):
         dropout: dropout after each layer.
     """
 
+    #: what it reads, checked against the audio data's ``features`` before training starts
+    input_kind = "log_mel"
+
     def __init__(
         self,
         n_mels: int = 40,

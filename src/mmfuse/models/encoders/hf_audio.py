@@ -21,8 +21,10 @@ class HFAudioEncoder(HFEncoderBase):
 
     - ``"waveform"``: raw-waveform models with a convolutional feature encoder (wav2vec2, HuBERT,
       WavLM, data2vec-audio, ...). Inputs ``input_values`` ``(B, N)`` mono samples at
-      :attr:`sample_rate` (zero-mean, unit-variance per clip, as their feature extractors give
-      them) and ``attention_mask`` ``(B, N)`` bool. Padded samples are zeroed. The mask is passed
+      :attr:`sample_rate` (``AudioDataModule(features="waveform")``) and ``attention_mask``
+      ``(B, N)`` bool. Each clip is normalised here to zero mean and unit variance over its real
+      samples where the backbone's feature extractor does so (``do_normalize``, :attr:`normalize`),
+      exactly as it would, so the data stays plain samples. Padded samples are zeroed. The mask is passed
       to the model only where its feature extractor says so (``return_attention_mask``, else
       ``feat_extract_norm == "layer"``): models like wav2vec2-base were trained on zero padding
       without a mask, so their real frames there see the padding, as in Hugging Face.
@@ -46,11 +48,14 @@ class HFAudioEncoder(HFEncoderBase):
         trust_remote_code: allow the model's own code from the hub. Off unless set in the config.
         gradient_checkpointing: recompute the backbone's activations in backward to save memory.
         config_only: random weights of the model's architecture, no pretrained weights loaded.
+        normalize: normalise each waveform to zero mean, unit variance (over its real samples). None:
+            as the backbone's feature extractor says (``do_normalize``; True where it has none).
 
     Attributes:
         input_kind: ``"waveform"`` or ``"log_mel"``, the inputs :meth:`forward` needs.
         sample_rate: the rate the backbone was pretrained at (its feature extractor's, else 16000).
         n_mels: mel bins ``M`` of a log-mel backbone; None for a waveform backbone.
+        normalize: whether waveforms are normalised per clip before the backbone.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class HFAudioEncoder(HFEncoderBase):
         trust_remote_code: bool = False,
         gradient_checkpointing: bool = False,
         config_only: bool = False,
+        normalize: bool | None = None,
     ) -> None:
         super().__init__(model_name_or_path, freeze, trust_remote_code, gradient_checkpointing, config_only)
         config = self.backbone.config
@@ -81,6 +87,7 @@ class HFAudioEncoder(HFEncoderBase):
             )
         extractor = preprocessor_dict(model_name_or_path, trust_remote_code)
         self.sample_rate = int(extractor.get("sampling_rate", 16000))
+        self.normalize = bool(extractor.get("do_normalize", True)) if normalize is None else normalize
         self.pass_attention_mask = bool(
             extractor.get("return_attention_mask", getattr(config, "feat_extract_norm", None) == "layer")
         )
@@ -138,6 +145,8 @@ class HFAudioEncoder(HFEncoderBase):
         B, N = x.shape
         if mask.shape != (B, N):
             raise ValueError(f"HFAudioEncoder: attention_mask {tuple(mask.shape)} != input_values {(B, N)}")
+        if self.normalize:
+            x = _normalize_per_clip(x, mask)
         x = x.masked_fill(~mask, 0.0)
         short = self._min_samples() - N
         if short > 0:  # e.g. a batch of only missing clips: the convolutions need one window
@@ -167,3 +176,18 @@ class HFAudioEncoder(HFEncoderBase):
         pad = low[:, None, None].expand(B, self._window - F, M)
         x = torch.cat([x, pad], dim=1).transpose(1, 2)  # (B, M, window): Whisper is channel-major
         return self.backbone(input_features=x).last_hidden_state, mask.sum(dim=1)
+
+
+def _normalize_per_clip(x: Tensor, mask: Tensor) -> Tensor:
+    """Zero mean, unit variance over each row's real samples, as Hugging Face's
+    ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`` does (population variance, eps 1e-7).
+
+    Args:
+        x: ``(B, N)`` waveforms.
+        mask: ``(B, N)`` bool, True = real sample.
+    """
+    m = mask.to(x.dtype)
+    n = m.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1); a missing clip has none
+    mean = (x * m).sum(dim=1, keepdim=True) / n
+    var = ((x - mean).pow(2) * m).sum(dim=1, keepdim=True) / n
+    return (x - mean) / torch.sqrt(var + 1e-7)

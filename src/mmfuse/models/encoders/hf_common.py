@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from mmfuse.pretrained import resolve_model_path
+
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel
 
@@ -24,7 +26,8 @@ def load_backbone(path: str, trust_remote_code: bool, config_only: bool) -> PreT
     break DDP (``find_unused_parameters=False``).
 
     Args:
-        path: a hub id or a local folder, as ``from_pretrained`` takes it.
+        path: a hub id, a local folder, or ``pkg:<package>/<folder>`` (a folder shipped inside an
+            installed package, see :func:`mmfuse.pretrained.resolve_model_path`).
         trust_remote_code: allow the model's own Python code from the hub (off by default: it runs
             arbitrary code).
         config_only: build from ``AutoConfig.from_pretrained(path)`` with random weights (tests,
@@ -32,6 +35,7 @@ def load_backbone(path: str, trust_remote_code: bool, config_only: bool) -> PreT
     """
     from transformers import AutoConfig, AutoModel
 
+    path = resolve_model_path(path)
     if config_only:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
@@ -64,7 +68,7 @@ def preprocessor_dict(path: str, trust_remote_code: bool) -> dict[str, Any]:
 
     try:
         values, _ = FeatureExtractionMixin.get_feature_extractor_dict(
-            path, trust_remote_code=trust_remote_code
+            resolve_model_path(path), trust_remote_code=trust_remote_code
         )
     except OSError:
         return {}
