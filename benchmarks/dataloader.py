@@ -50,7 +50,8 @@ def model_rate(module: Any, batches: list[Any], passes: int = 3) -> float:
     module.train()
 
     def step(batch: Any) -> None:
-        loss = module._loss(module(batch).logits, batch.targets[module.task])
+        output = module(batch)
+        loss = module.total_loss(module.task_losses(output, batch), {})
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

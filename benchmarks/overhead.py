@@ -61,8 +61,8 @@ def build(epochs: int, run_dir: str, *extra: str) -> MultimodalCLI:
     )  # fmt: skip
 
 
-def plain(epochs: int, run_dir: str) -> list[float]:
-    cli = build(epochs, run_dir)  # the same model, data and optimizer settings as the Trainer runs
+def plain(epochs: int, run_dir: str, *extra: str) -> list[float]:
+    cli = build(epochs, run_dir, *extra)  # the same model, data and optimizer settings as the Trainer runs
     model, data = cli.model, cli.datamodule
     data.setup("fit")
     loader = data.train_dataloader()
@@ -74,7 +74,7 @@ def plain(epochs: int, run_dir: str) -> list[float]:
         loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         start = time.perf_counter()
         for batch in loader:
-            logits = model.model(batch.inputs, batch.present).logits
+            logits = model.model(batch.inputs, batch.present).logits[task]
             loss = F.cross_entropy(logits, batch.targets[task])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
