@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="timed steps of the step-only figure")
     parser.add_argument("--accelerator", default="gpu", help="cpu: only to check the script itself")
     args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # LightningCLI is given its arguments; it warns when sys.argv has more
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         raise SystemExit("gpu_precision.py needs a CUDA GPU (or --accelerator cpu to check the script)")
     torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls, as Lightning recommends on Ampere+

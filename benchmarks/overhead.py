@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="per run; the first is dropped")
     args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # LightningCLI is given its arguments; it warns when sys.argv has more
     torch.set_num_threads(torch.get_num_threads())
     quiet = [
         "--trainer.enable_progress_bar=false",
