@@ -173,3 +173,23 @@ def test_ddp_contrastive_trains_and_evaluates_retrieval_exactly(odd_manifest: Pa
         # every test sample in the gallery once, on 1 and on 2 processes: recall is a multiple of 1/101
         assert two[key] == pytest.approx(one[key], abs=1e-9), key
         assert round(one[key] * 101, 4) == round(one[key] * 101), key
+
+
+def test_ddp_multitask_eval_equals_one_process(odd_manifest: Path, tmp_path: Path) -> None:
+    # three tasks, the regression target empty in ~10% of rows: per-task masked counts summed over ranks
+    def args(run: str) -> list[str]:
+        quickstart, *overrides = _args(odd_manifest, tmp_path / run)[1:]
+        config = ["--config", quickstart, "--config", "configs/experiments/multitask.yaml"]
+        return [*config, *overrides]
+
+    _mmfuse("fit", *args("fit"), *DDP2)
+    best = _metrics(tmp_path / "fit", "test")["checkpoint"]
+    _mmfuse("test", *args("one"), f"--ckpt_path={best}")
+    _mmfuse("test", *args("two"), f"--ckpt_path={best}", *DDP2)
+    one, two = _metrics(tmp_path / "one", "test"), _metrics(tmp_path / "two", "test")
+    assert {"test/label/acc", "test/cues/auroc", "test/tone_khz/r2"} <= one.keys() == two.keys()
+    for key in one:
+        if key == "checkpoint":
+            continue
+        exact = key.endswith(("/acc", "/f1"))  # counts; losses, AUROC and regression sums: float order
+        assert two[key] == (one[key] if exact else pytest.approx(one[key], rel=1e-5)), key

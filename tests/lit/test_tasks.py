@@ -219,3 +219,26 @@ def test_prediction_csv_columns_per_kind() -> None:
     assert _columns(SPECS[1], prefixed=True) == ["cues/prob_x", "cues/prob_y"]
     assert _cells(SPECS[0], [0.2, 0.5, 0.3]) == ["b", "0.200000", "0.500000", "0.300000"]
     assert _cells(SPECS[2], 1.25) == ["1.25"]
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel"])
+def test_metrics_do_not_depend_on_how_samples_fall_into_batches(kind: str) -> None:
+    # logits that all lie in [0, 1] in one batch: torchmetrics would take them for probabilities
+    # there and apply softmax/sigmoid in the other batch only, unless the module passes probabilities
+    g = torch.Generator().manual_seed(0)
+    k = 2 if kind == "multiclass" else 3  # two classes: the multiclass task has an AUROC too
+    small = torch.rand(8, k, generator=g)  # (B, K) logits inside [0, 1]
+    large = 4 * torch.randn(8, k, generator=g)  # (B, K) logits outside
+    if kind == "multiclass":
+        target = torch.randint(0, k, (16,), generator=g)
+    else:
+        target = torch.randint(0, 2, (16, k), generator=g).float()
+    spec = {"name": "t", "kind": kind, "names": ["a", "b", "c"][:k]}
+    split, whole = metric_collection(spec, "val/"), metric_collection(spec, "val/")  # type: ignore[arg-type]
+    update_metrics(split, kind, small, target[:8])  # type: ignore[arg-type]
+    update_metrics(split, kind, large, target[8:])  # type: ignore[arg-type]
+    update_metrics(whole, kind, torch.cat([small, large]), target)  # type: ignore[arg-type]
+    by_batch, at_once = split.compute(), whole.compute()
+    assert by_batch.keys() == at_once.keys()
+    for key in at_once:
+        assert torch.equal(by_batch[key], at_once[key]), key

@@ -120,11 +120,12 @@ def update_metrics(metrics: MetricCollection, kind: TaskKind, output: Tensor, ta
     n = int(rows.sum())
     if n == 0:
         return 0
-    output, target = output.detach()[rows], target[rows]
+    # probabilities, not logits: torchmetrics applies softmax/sigmoid to a batch only when some value
+    # lies outside [0, 1], so a batch of logits that all happen to lie inside would be read as
+    # probabilities, and the epoch's result would depend on how samples fall into batches (and ranks)
+    output, target = predictions(kind, output.detach()[rows]), target[rows]
     if kind == "multilabel":
         target = torch.where(known[rows], target, torch.full_like(target, -1)).long()  # (n, K)
-    elif kind == "regression":
-        output = output[:, 0].float()  # (n,)
     metrics.update(output, target)
     return n
 
