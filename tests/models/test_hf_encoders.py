@@ -317,7 +317,7 @@ def _check(data: Any, encoder: nn.Module, modality: str) -> None:
     from types import SimpleNamespace
 
     from mmfuse.data.multimodal import MultimodalDataModule
-    from mmfuse.lit.module import check_data_matches_model
+    from mmfuse.lit.data_check import check_data_matches_model
 
     dm = MultimodalDataModule.__new__(MultimodalDataModule)  # only .modalities is read
     dm.modalities = {modality: data}  # type: ignore[misc]

@@ -11,14 +11,15 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from mmfuse.data.base import ModalityDataModule
-from mmfuse.data.tasks import KINDS, TaskSpec, check_task_name, output_width
+from mmfuse.data.tasks import TaskSpec, output_width
 from mmfuse.lit.contrastive import ContrastiveObjective
+from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
 from mmfuse.lit.tasks import (
     RegressionLoss,
     TaskLoss,
+    check_tasks,
     metric_collection,
     predictions,
     task_loss,
@@ -338,31 +339,6 @@ class MultimodalModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
 
 
-def check_data_matches_model(datamodule: pl.LightningDataModule, model: MultimodalModel) -> None:
-    """The data's modalities must be the encoders', and what each modality's data implies about its
-    encoder (vocabulary size, channels, mel bins) must hold: a clear error now, not a shape error later.
-    """
-    if isinstance(datamodule, ModalityDataModule):
-        modalities = {datamodule.name: datamodule}
-    else:
-        modalities = dict(getattr(datamodule, "modalities", {}))
-    if sorted(modalities) != sorted(model.encoders):
-        raise ValueError(
-            f"the data has modalities {sorted(modalities)} but the model has encoders "
-            f"{sorted(model.encoders)}: data.modalities and model.encoders must use the same names"
-        )
-    for name, dm in modalities.items():
-        encoder = model.encoders[name]
-        for attr, value in dm.encoder_requirements().items():
-            have = getattr(encoder, attr, None)
-            if have is not None and have != value:
-                raise ValueError(
-                    f"modality {name!r}: the data gives {attr}={value} but encoder {type(encoder).__name__} "
-                    f"has {attr}={have}: make the data's setting and the encoder's "
-                    f"(model.encoders.{name}.init_args) agree"
-                )
-
-
 def _has_live(value: Any) -> bool:
     """True if a hyper-parameter value holds an nn.Module (not a plain config dict)."""
     if isinstance(value, nn.Module):
@@ -370,24 +346,3 @@ def _has_live(value: Any) -> bool:
     if isinstance(value, dict):
         return any(_has_live(v) for v in value.values())
     return False
-
-
-def check_tasks(tasks: list[TaskSpec]) -> list[TaskSpec]:
-    """Validate task specs and copy them as plain dicts (``{name, kind, names}``).
-
-    Raises:
-        ValueError: a duplicate or unusable name, an unknown kind, or a classification task with
-            fewer than one class (multiclass: two).
-    """
-    out: list[TaskSpec] = []
-    for task in tasks:
-        name, kind, names = task["name"], task["kind"], [str(n) for n in task.get("names", [])]
-        check_task_name(name)
-        if kind not in KINDS:
-            raise ValueError(f"task {name!r}: kind {kind!r} is not one of {list(KINDS)}")
-        if (kind == "multiclass" and len(names) < 2) or (kind == "multilabel" and not names):
-            raise ValueError(f"task {name!r} ({kind}) has classes {names}: too few to learn")
-        if any(t["name"] == name for t in out):
-            raise ValueError(f"task {name!r} is declared twice")
-        out.append(TaskSpec(name=name, kind=kind, names=names if kind != "regression" else []))
-    return out

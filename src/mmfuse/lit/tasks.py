@@ -22,7 +22,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from mmfuse.data.tasks import TaskKind, TaskSpec, output_width
+from mmfuse.data.tasks import KINDS, TaskKind, TaskSpec, check_task_name, output_width
 
 RegressionLoss = Literal["mse", "l1", "huber"]
 
@@ -139,3 +139,24 @@ def predictions(kind: TaskKind, output: Tensor) -> Tensor:
     if kind == "multilabel":
         return output.sigmoid()
     return output[:, 0]
+
+
+def check_tasks(tasks: list[TaskSpec]) -> list[TaskSpec]:
+    """Validate task specs and copy them as plain dicts (``{name, kind, names}``).
+
+    Raises:
+        ValueError: a duplicate or unusable name, an unknown kind, or a classification task with
+            fewer than one class (multiclass: two).
+    """
+    out: list[TaskSpec] = []
+    for task in tasks:
+        name, kind, names = task["name"], task["kind"], [str(n) for n in task.get("names", [])]
+        check_task_name(name)
+        if kind not in KINDS:
+            raise ValueError(f"task {name!r}: kind {kind!r} is not one of {list(KINDS)}")
+        if (kind == "multiclass" and len(names) < 2) or (kind == "multilabel" and not names):
+            raise ValueError(f"task {name!r} ({kind}) has classes {names}: too few to learn")
+        if any(t["name"] == name for t in out):
+            raise ValueError(f"task {name!r} is declared twice")
+        out.append(TaskSpec(name=name, kind=kind, names=names if kind != "regression" else []))
+    return out
