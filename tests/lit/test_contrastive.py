@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.models.losses import ContrastiveLoss
@@ -98,3 +99,39 @@ def test_bind_errors() -> None:
     objective.bind(MODALITIES)
     with pytest.raises(ValueError, match="not 'train'"):
         objective.update("train", *_batch())
+
+
+def test_training_on_it_aligns_modalities_that_share_content() -> None:
+    # two "modalities" seen through different random maps of the same latent z: what contrastive
+    # learning is for. Trained on 256 pairs, retrieval on 64 new pairs goes from chance (1/64) to most.
+    torch.manual_seed(0)
+    maps = {"a": torch.randn(8, 16), "b": torch.randn(8, 12)}
+
+    def pairs(n: int) -> dict[str, torch.Tensor]:
+        z = torch.randn(n, 8)
+        return {m: z @ w + 0.1 * torch.randn(n, w.shape[1]) for m, w in maps.items()}
+
+    encoders = nn.ModuleDict({"a": nn.Linear(16, 32), "b": nn.Linear(12, 32)})
+    objective = ContrastiveObjective(weight=1.0)
+    objective.bind(["a", "b"])
+    params = [*encoders.parameters(), *objective.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    held_out = pairs(64)
+    present = {m: torch.ones(64, dtype=torch.bool) for m in maps}
+
+    def recall_at_1() -> float:
+        with torch.no_grad():
+            objective.update("val", {m: encoders[m](x) for m, x in held_out.items()}, present)
+        value = float(objective.compute("val")["val/retrieval/a_to_b/recall@1"])
+        objective.reset("val")
+        return value
+
+    before = recall_at_1()
+    everyone = {m: torch.ones(256, dtype=torch.bool) for m in maps}
+    for _ in range(200):
+        batch = pairs(256)
+        loss = objective.loss({m: encoders[m](x) for m, x in batch.items()}, everyone).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert before < 0.2 and recall_at_1() > 0.8

@@ -64,6 +64,10 @@ def _worker(rank: int, world: int, port: int) -> None:
         # without gather each rank contrasts its own samples only: a different (local) loss
         local_only, _ = _run({m: v[:4] for m, v in x.items()}, {m: v[:4] for m, v in present.items()}, False)
         assert not torch.allclose(local_only, ref_loss)
+        # both ranks done before either tears gloo down: a rank that destroys its process group while
+        # the other still talks to it can abort ("terminate called without an active exception").
+        # Not in `finally`: after a failed assert the other rank waits in another collective
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
