@@ -26,6 +26,8 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +206,36 @@ def _publish(tmp: Path, root: Path, params: dict[str, Any]) -> None:
     raise RuntimeError(f"could not move the generated dataset {tmp} to {root}: it keeps being replaced")
 
 
+@contextmanager
+def staged_dataset(
+    root: Path, params: dict[str, Any], what: str, subfolders: Sequence[str]
+) -> Iterator[Path]:
+    """A temporary sibling folder of ``root`` to write a generated dataset into.
+
+    On success its ``params.json`` is written last and the folder renamed into place (replacing an
+    out-of-date synthetic dataset), so an interrupted run never leaves a dataset that looks complete;
+    on any failure, Ctrl-C included, the folder is removed. Prints the start and the time taken.
+
+    Raises:
+        FileExistsError: ``root`` exists and holds something other than a synthetic dataset.
+    """
+    _check_replaceable(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    print(f"mmfuse: generating {params['num_samples']} synthetic {what} in {root} ...", flush=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
+    try:
+        for sub in subfolders:
+            (tmp / sub).mkdir()
+        yield tmp
+        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+        _publish(tmp, root, params)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"mmfuse: wrote {params['num_samples']} samples to {root} in {time.perf_counter() - start:.1f} s")
+
+
 def generate(root: str | Path, num_samples: int, seed: int, image_size: int, sample_rate: int) -> Path:
     """Write the dataset to ``root`` (replacing an older synthetic dataset there) and return the manifest.
 
@@ -216,14 +248,7 @@ def generate(root: str | Path, num_samples: int, seed: int, image_size: int, sam
     """
     root = Path(root)
     params = _params(num_samples, seed, image_size, sample_rate)
-    _check_replaceable(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    print(f"mmfuse: generating {num_samples} synthetic samples in {root} ...", flush=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
-    try:
-        (tmp / "images").mkdir()
-        (tmp / "audio").mkdir()
+    with staged_dataset(root, params, "samples", ["images", "audio"]) as tmp:
         bits = draw_bits(num_samples, seed)
         splits = draw_splits(num_samples, seed)
         tone_missing = draw_tone_missing(num_samples, seed)
@@ -242,14 +267,6 @@ def generate(root: str | Path, num_samples: int, seed: int, image_size: int, sam
                 cues = [str(int(b)) for b in bits[i]]
                 tone = "" if tone_missing[i] else f"{freq / 1000:.4f}"
                 writer.writerow([sample_id, splits[i], image_path, text, audio_path, label, *cues, tone])
-        # written last: its presence marks a finished folder should anything inspect tmp
-        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-        _publish(tmp, root, params)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C: no half dataset left behind
-        raise
-    counts = ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test"))
-    print(f"mmfuse: wrote {num_samples} samples ({counts}) to {root} in {time.perf_counter() - start:.1f} s")
     return root / MANIFEST_FILE
 
 

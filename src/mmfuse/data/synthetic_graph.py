@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +35,13 @@ from mmfuse.data.synthetic import (
     _TEXT,
     LABELS,
     MANIFEST_FILE,
-    PARAMS_FILE,
-    _check_replaceable,
     _image,
     _is_complete,
-    _publish,
     _rng,
     _text,
     draw_bits,
     draw_splits,
+    staged_dataset,
 )
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
@@ -112,16 +107,7 @@ def generate_graph_dataset(
     """
     root = Path(root)
     params = _params(num_samples, seed, image_size, min_nodes, max_nodes)
-    _check_replaceable(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    print(
-        f"mmfuse: generating {num_samples} synthetic image + text + graph samples in {root} ...", flush=True
-    )
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
-    try:
-        (tmp / "images").mkdir()
-        (tmp / "graphs").mkdir()
+    with staged_dataset(root, params, "image + text + graph samples", ["images", "graphs"]) as tmp:
         bits = draw_bits(num_samples, seed)  # columns: image, text, graph
         splits = draw_splits(num_samples, seed)
         with (tmp / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as f:
@@ -137,14 +123,6 @@ def generate_graph_dataset(
                 (tmp / graph_path).write_text(json.dumps(graph, separators=(",", ":")), encoding="utf-8")
                 label = LABELS[int(bits[i].sum())]
                 writer.writerow([sample_id, splits[i], image_path, text, graph_path, label])
-        # written last: its presence marks a finished folder should anything inspect tmp
-        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-        _publish(tmp, root, params)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C: no half dataset left behind
-        raise
-    counts = ", ".join(f"{s} {splits.count(s)}" for s in ("train", "val", "test"))
-    print(f"mmfuse: wrote {num_samples} samples ({counts}) to {root} in {time.perf_counter() - start:.1f} s")
     return root / MANIFEST_FILE
 
 
