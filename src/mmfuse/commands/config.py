@@ -41,10 +41,9 @@ def _own_argv() -> Iterator[None]:
         sys.argv = saved
 
 
-def full_cli(args: list[str]) -> MultimodalCLI:
-    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run."""
+def _cli(cli_class: type[MultimodalCLI], args: list[str]) -> MultimodalCLI:
     with _own_argv():
-        return MultimodalCLI(
+        return cli_class(
             MultimodalModule,
             pl.LightningDataModule,
             subclass_mode_data=True,
@@ -52,20 +51,16 @@ def full_cli(args: list[str]) -> MultimodalCLI:
             run=False,
             auto_configure_optimizers=False,
         )
+
+
+def full_cli(args: list[str]) -> MultimodalCLI:
+    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run."""
+    return _cli(MultimodalCLI, args)
 
 
 def parse_config(args: list[str]) -> Namespace:
     """The validated config of ``mmfuse fit <args>``, nothing built."""
-    with _own_argv():
-        cli = _ParseOnly(
-            MultimodalModule,
-            pl.LightningDataModule,
-            subclass_mode_data=True,
-            args=args,
-            run=False,
-            auto_configure_optimizers=False,
-        )
-    return cli.config
+    return _cli(_ParseOnly, args).config
 
 
 def build_data(config: Namespace) -> Any:
