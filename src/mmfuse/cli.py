@@ -14,13 +14,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
+from rich.markup import escape
 
+import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
+from mmfuse.commands.help import LIGHTNING_PURPOSES, HelpFormatter, top_level_help
+from mmfuse.commands.user_errors import as_config_error
 from mmfuse.lit.callbacks import PredictionWriter
 from mmfuse.lit.config_logging import RunConfigSaver
+from mmfuse.lit.data_links import build_data, builds_encoder_settings, link_data_into_encoders
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState, find_last_checkpoint
 from mmfuse.lit.run_directory import run_directory
@@ -60,6 +66,12 @@ class MultimodalCLI(LightningCLI):
       run directory is printed last.
     """
 
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # parse errors are raised, so that main() prints them as one message (exit code 1)
+        kwargs.setdefault("exit_on_error", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)  # shorter help, whole sentences
+        return super().init_parser(**kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the tasks (name, kind, class or label names) are the data's: plain dicts, so checkpoints stay plain
         parser.link_arguments("data", "model.tasks", lambda dm: dm.tasks, apply_on="instantiate")
@@ -91,6 +103,32 @@ class MultimodalCLI(LightningCLI):
                 raise FileNotFoundError(f"--ckpt_path last: no checkpoints/last.ckpt under {root}")
             config.ckpt_path = str(last)
             self._resume_version = last.parent.parent.name  # continue logging in the same run directory
+
+    def instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            data = None
+            if builds_encoder_settings(config):
+                # the data first: what it learns from the train split sizes the encoders (lit/data_links.py)
+                data = build_data(config)
+                for note in link_data_into_encoders(config, data):
+                    if self._is_rank_zero():
+                        Console(stderr=True, soft_wrap=True).print(f"[bold]note[/bold] {escape(note)}")
+            self.config_init = self.parser.instantiate(self.config, instantiators=_reuse(data))
+            self.datamodule = self._get(self.config_init, "data")
+            self.model = self._get(self.config_init, "model")
+            self._add_configure_optimizers_method_to_model(self.subcommand)
+            self.trainer = self.instantiate_trainer()
+        except ValueError as error:
+            # a constructor rejecting its settings (wrapped by jsonargparse inside links): the user's to fix
+            config_error = as_config_error(error)
+            if config_error is None:
+                raise
+            raise config_error from error
+
+    @staticmethod
+    def _is_rank_zero() -> bool:
+        return getattr(rank_zero_only, "rank", 0) == 0
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -179,11 +217,49 @@ class MultimodalCLI(LightningCLI):
                 console.print(f"[bold]W&B[/bold] {where}")
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``mmfuse`` command."""
-    from mmfuse.commands import COMMANDS
+def _reuse(data: Any) -> list[tuple[Any, type, bool]]:
+    """A jsonargparse instantiator that hands out the DataModule already built instead of a second one."""
+    if data is None:
+        return []
 
-    argv = sys.argv[1:] if args is None else list(args)
+    def built(class_type: type, *args: Any, **kwargs: Any) -> Any:
+        return data
+
+    return [(built, type(data), False)]
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``mmfuse`` command (``args``: the arguments after ``mmfuse``; default ``sys.argv``).
+
+    A user error (bad data, a bad or inconsistent setting, a config that does not parse) is printed as
+    one message on stderr and exits with code 1; ``--debug`` or ``MMFUSE_DEBUG=1`` shows its traceback
+    instead (:mod:`mmfuse.commands.user_errors`). Any other exception keeps its traceback.
+    """
+    from mmfuse.commands import user_errors
+
+    argv, debug = user_errors.strip_debug(sys.argv[1:] if args is None else list(args))
+    if args is None:
+        sys.argv = sys.argv[:1] + argv  # DDP starts the other processes with sys.argv: without --debug
+        if debug:
+            os.environ[user_errors.DEBUG_ENV] = "1"  # ...but with the variable
+    try:
+        _dispatch(argv, None if args is None else argv)
+    except Exception as error:
+        found = user_errors.find_user_error(error)
+        if found is None or debug or user_errors.debug_from_env():
+            raise
+        user_errors.report(found, argv[0] if argv and not argv[0].startswith("-") else "")
+        raise SystemExit(1) from None
+
+
+def _dispatch(argv: list[str], args: list[str] | None) -> None:
+    from mmfuse.commands import COMMANDS, PURPOSES
+
+    if argv in ([], ["-h"], ["--help"]):
+        print(top_level_help({**LIGHTNING_PURPOSES, **PURPOSES}), end="")
+        if not argv:
+            raise SystemExit(1)  # a command is needed
+        return
     if argv in (["--version"], ["-V"]):
         from mmfuse import __version__
 
@@ -200,6 +276,7 @@ def main(args: list[str] | None = None) -> None:
         subclass_mode_data=True,
         args=args,
         auto_configure_optimizers=False,
+        parser_kwargs={name: {"description": purpose} for name, purpose in LIGHTNING_PURPOSES.items()},
     )
 
 

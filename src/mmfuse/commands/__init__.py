@@ -23,3 +23,9 @@ def _ablate(args: list[str]) -> int:
 
 #: name -> entry point taking the arguments after the name and returning the exit code
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"check-data": _check_data, "ablate": _ablate}
+
+#: name -> one sentence on what the command is for (``mmfuse --help``); every command in COMMANDS has one
+PURPOSES: dict[str, str] = {
+    "check-data": "Check the manifest, every file it references and the data against the model before a run.",
+    "ablate": "Test a checkpoint with every non-empty subset of its modalities and tabulate the metrics.",
+}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytorch_lightning as pl
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import Namespace
 
 from mmfuse.cli import MultimodalCLI
+from mmfuse.lit.data_links import build_data
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.pretrained import link_pretrained
 
@@ -63,11 +63,4 @@ def parse_config(args: list[str]) -> Namespace:
     return _cli(_ParseOnly, args).config
 
 
-def build_data(config: Namespace) -> Any:
-    """Only the configured DataModule: a bad manifest must not stop the model or trainer being built first."""
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(pl.LightningDataModule, "data", required=True)
-    data = config["data"]
-    cfg = parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})
-    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
-    return instantiate(cfg)["data"]
+__all__ = ["build_data", "full_cli", "parse_config"]

@@ -78,9 +78,17 @@ class ModalityDataModule(pl.LightningDataModule):
         """Stack samples into the encoder's keyword arguments; ``None`` = modality missing for that sample."""
         raise NotImplementedError
 
-    def encoder_requirements(self) -> dict[str, int]:
-        """Encoder attributes that must equal what this data produces, e.g. ``{"vocab_size": 8000}``."""
+    def encoder_requirements(self) -> dict[str, Any]:
+        """Encoder attributes that must equal what this data produces, e.g. ``{"in_channels": 3}``.
+
+        Called after :meth:`fit`. Those that are also a parameter of the encoder's constructor are
+        filled in by the ``mmfuse`` command (:mod:`mmfuse.lit.data_links`), so a config sets them once.
+        """
         return {}
+
+    def fit_modalities(self) -> None:
+        """Used alone: learn from the train split now (see ``MultimodalDataModule.fit_modalities``)."""
+        self._standalone().fit_modalities()
 
     # --- standalone LightningDataModule ------------------------------------------------------
 

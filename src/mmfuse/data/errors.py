@@ -78,3 +78,12 @@ class SampleError(Exception):
         self.reason = reason
         self.file = file
         super().__init__(reason if file is None else f"{file}: {reason}")
+
+
+class ConfigError(ValueError):
+    """A setting the user gave that cannot work, or two settings that disagree.
+
+    The message names the setting(s) by their config key (``model.encoders.image.init_args.in_channels``)
+    and says what to change. The ``mmfuse`` command prints it as one message (exit code 1) instead of
+    a traceback, like a :class:`DataError`.
+    """

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from mmfuse.data.base import ModalityDataModule
 from mmfuse.data.decode import decode_row
-from mmfuse.data.errors import DataError
+from mmfuse.data.errors import ConfigError, DataError
 from mmfuse.data.manifest import Manifest, ManifestSource, Row
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
 from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
@@ -152,6 +152,10 @@ class MultimodalDataModule(pl.LightningDataModule):
         super().__init__()
         if not modalities:
             raise ValueError("`modalities` is empty: configure at least one modality")
+        if batch_size < 1:
+            raise ConfigError(f"data.init_args.batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ConfigError(f"data.init_args.num_workers must be >= 0, got {num_workers}")
         self.source = source
         self.modalities = dict(sorted(modalities.items()))
         self.batch_size = batch_size
@@ -235,17 +239,22 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.source.prepare()
 
     def setup(self, stage: str) -> None:
-        manifest = self.manifest
         if stage != "predict":
             self._check_target_columns()
-        if not self._fitted:
-            train_rows = manifest.split("train")
-            for dm in self.modalities.values():
-                dm.fit([c for r in train_rows if (c := r.cells.get(dm.column, "")).strip()])
-            self._fitted = True
+        self.fit_modalities()
         # skip mode decodes the splits this stage reads, once, before their first batch
         predict: list[str] = ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
         self._select({"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage, predict))
+
+    def fit_modalities(self) -> None:
+        """Let each modality learn from the train split (e.g. the text vocabulary), once; a restored
+        checkpoint's state counts as learnt. The CLI calls it before the model is built, so that what
+        the data learns (the vocabulary size) can size the encoders."""
+        if not self._fitted:
+            train_rows = self.manifest.split("train")
+            for dm in self.modalities.values():
+                dm.fit([c for r in train_rows if (c := r.cells.get(dm.column, "")).strip()])
+            self._fitted = True
 
     @property
     def selection(self) -> RowSelection:

@@ -50,8 +50,10 @@ class TextDataModule(ModalityDataModule):
             (:func:`mmfuse.pretrained.resolve_model_path`), loaded with
             ``transformers.AutoTokenizer.from_pretrained``. None uses the built-in word vocabulary.
         max_length: texts are truncated to this many tokens (special tokens included).
-        vocab_size: capacity of the built-in vocabulary, ``<pad>`` and ``<unk>`` included; the
-            embedding table of the text encoder has this many rows. Ignored with a Hugging Face tokenizer.
+        vocab_size: capacity of the built-in vocabulary, ``<pad>`` and ``<unk>`` included: the most
+            frequent words are kept up to it. The text encoder's embedding has one row per entry of the
+            learnt vocabulary (at most this many); the ``mmfuse`` command sets the encoder's
+            ``vocab_size`` to it. Ignored with a Hugging Face tokenizer.
         min_freq: the built-in vocabulary keeps only words seen at least this often in the train split.
         lowercase: lowercase text before the built-in tokenizer splits it (a Hugging Face tokenizer
             applies its own normalisation).
@@ -184,8 +186,10 @@ class TextDataModule(ModalityDataModule):
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def encoder_requirements(self) -> dict[str, int]:
+        """The number of token ids: the learnt vocabulary's size (``<pad>``, ``<unk>`` and the words
+        kept, at most ``vocab_size``), or the Hugging Face tokenizer's."""
         if self.tokenizer is None:
-            return {"vocab_size": self.vocab_size}
+            return {"vocab_size": len(self.vocab)}
         return {"vocab_size": len(self.hf_tokenizer)}
 
     def state_dict(self) -> dict[str, Any]:

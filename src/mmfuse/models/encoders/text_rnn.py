@@ -20,7 +20,8 @@ class TextRNN(nn.Module):
     unpadded one. Rows with no real token (a missing modality) give all-zero tokens.
 
     Args:
-        vocab_size: number of token ids.
+        vocab_size: number of token ids (rows of the embedding). Required; in a config leave it
+            unset: the ``mmfuse`` command sets it to the text data's learnt vocabulary size.
         d_model: output width ``D``.
         embed_dim: embedding width.
         hidden_size: RNN hidden width per direction.
@@ -33,7 +34,7 @@ class TextRNN(nn.Module):
 
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: int | None = None,
         d_model: int = 64,
         embed_dim: int = 64,
         hidden_size: int = 64,
@@ -46,6 +47,10 @@ class TextRNN(nn.Module):
         super().__init__()
         if cell not in ("gru", "lstm"):
             raise ValueError(f"TextRNN: cell must be 'gru' or 'lstm', got {cell!r}")
+        if vocab_size is None:
+            raise ValueError(
+                "TextRNN: vocab_size is not set (the mmfuse command sets it from the text data's vocabulary)"
+            )
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)

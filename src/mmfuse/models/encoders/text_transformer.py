@@ -17,7 +17,8 @@ class TextTransformer(nn.Module):
     Rows with no real token (a missing modality) give all-zero tokens, not NaN.
 
     Args:
-        vocab_size: number of token ids.
+        vocab_size: number of token ids (rows of the embedding). Required; in a config leave it
+            unset: the ``mmfuse`` command sets it to the text data's learnt vocabulary size.
         d_model: width ``D`` of embeddings, layers and output.
         num_layers: Transformer layers.
         num_heads: attention heads ``H`` (must divide ``d_model``).
@@ -31,7 +32,7 @@ class TextTransformer(nn.Module):
 
     def __init__(
         self,
-        vocab_size: int,
+        vocab_size: int | None = None,
         d_model: int = 64,
         num_layers: int = 2,
         num_heads: int = 4,
@@ -43,6 +44,10 @@ class TextTransformer(nn.Module):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"TextTransformer: num_heads={num_heads} must divide d_model={d_model}")
+        if vocab_size is None:
+            raise ValueError(
+                "TextTransformer: vocab_size is not set (the mmfuse command sets it from the text data)"
+            )
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.max_length = max_length

@@ -1,0 +1,113 @@
+"""The data decides some of its encoder's settings: the ``mmfuse`` command fills them in, so each is set once.
+
+Each modality's DataModule says what its encoder must have (``encoder_requirements``, after learning
+from the train split): image ``channels`` -> ``in_channels``, the learnt text vocabulary's size (or a
+Hugging Face tokenizer's) -> ``vocab_size``, audio ``n_mels`` -> ``n_mels``, graph ``node_dim`` /
+``edge_dim`` -> ``in_dim`` / ``edge_dim``, tabular ``num_features`` -> ``in_features``. Those that are
+parameters of the encoder's constructor are written into ``model.encoders.<modality>.init_args``
+before the model is built.
+
+A value the config gives the encoder that disagrees with the data is replaced, with a printed note: the
+data is what the encoder will receive (a 1-channel image cannot feed a 3-channel convolution), and a
+checkpoint's saved settings (``mmfuse test --ckpt_path``) must not stop a run on the data it was trained
+on. A jsonargparse link cannot do this: the encoders are a dict of subclass configs whose keys the
+parser does not know (as for :func:`mmfuse.pretrained.link_pretrained`), and the vocabulary size is
+known only once the data has read its train split.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import pytorch_lightning as pl
+from jsonargparse import ArgumentParser, Namespace
+
+from mmfuse.data.errors import ConfigError
+from mmfuse.lit.data_check import data_modalities, name_mismatch
+from mmfuse.pretrained import _get
+
+
+def build_data(config: Namespace) -> Any:
+    """Only the configured DataModule: a bad manifest must not stop the model or trainer being built first."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningDataModule, "data", required=True)
+    data = config["data"]
+    cfg = parser.parse_object({"data": data.as_dict() if isinstance(data, Namespace) else data})
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    return instantiate(cfg)["data"]
+
+
+def link_data_into_encoders(config: Namespace, data: pl.LightningDataModule) -> list[str]:
+    """Write what ``data`` decides about each encoder into ``config.model.encoders``, in place.
+
+    Args:
+        config: the subcommand's parsed config (``model.encoders`` of ``class_path`` + ``init_args``).
+        data: the configured DataModule, built; its modalities learn from the train split here
+            (once: ``setup`` does not repeat it).
+
+    Returns:
+        One note per setting the config gave that the data's value replaced.
+
+    Raises:
+        ConfigError: the data's modalities and the encoders have different names.
+    """
+    encoders = _get(_get(config, "model"), "encoders")
+    modalities = data_modalities(data)
+    if not isinstance(encoders, dict) or not modalities:
+        return []
+    different = name_mismatch(modalities, encoders)
+    if different:
+        raise ConfigError(different)  # before an encoder without data fails for want of its settings
+    fit = getattr(data, "fit_modalities", None)
+    if fit is not None:
+        fit()
+    notes = []
+    for name, encoder in encoders.items():
+        dm = modalities.get(name)
+        params = _init_parameters(_get(encoder, "class_path"))
+        if dm is None or not params:
+            continue
+        init_args = _get(encoder, "init_args")
+        if init_args is None:
+            encoder["init_args"] = init_args = Namespace()
+        for attr, value in dm.encoder_requirements().items():
+            if attr not in params or value is None:
+                continue
+            given = _get(init_args, attr)
+            if given is not None and given != value and given != params[attr].default:
+                notes.append(
+                    f"model.encoders.{name}.init_args.{attr}: {given} -> {value}, as the data gives "
+                    f"({type(dm).__name__}); the encoder's value is taken from the data, leave it unset"
+                )
+            init_args[attr] = value
+    return notes
+
+
+def _init_parameters(class_path: Any) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of the class a config names; empty when it cannot be imported."""
+    if not isinstance(class_path, str) or "." not in class_path:
+        return {}
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return {}
+    return dict(inspect.signature(cls).parameters)
+
+
+def builds_encoder_settings(config: Namespace) -> bool:
+    """Whether the configured data is one of mmfuse's DataModules (those that decide encoder settings)."""
+    from mmfuse.data.base import ModalityDataModule
+    from mmfuse.data.multimodal import MultimodalDataModule
+
+    path = _get(_get(config, "data"), "class_path")
+    if not isinstance(path, str) or "." not in path:
+        return False
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return inspect.isclass(cls) and issubclass(cls, MultimodalDataModule | ModalityDataModule)
