@@ -137,17 +137,6 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
     )
 
 
-def test_mismatched_vocabulary_is_a_clear_error(synthetic_root: Path, tmp_path: Path) -> None:
-    args = [
-        *quickstart_args(synthetic_root, tmp_path),
-        "--data.init_args.modalities.text.init_args.vocab_size=300",
-    ]
-    with pytest.raises(
-        ValueError, match=r"modality 'text': the data gives vocab_size=300 .* has vocab_size=512"
-    ):
-        main(["fit", *args])
-
-
 def test_python_dash_m_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mmfuse", "fit", "--help"],

@@ -43,12 +43,16 @@ def test_pretrained_text_fits_with_the_tokenizer_taken_from_the_encoder(
     assert text_encoder["model_name_or_path"] == MINILM and text_data["tokenizer"] == MINILM
 
 
-def test_a_different_tokenizer_is_a_clear_error(synthetic_root: Path, tmp_path: Path) -> None:
+def test_a_different_tokenizer_is_a_clear_error(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = [
         *quickstart_args(synthetic_root, tmp_path, CONFIG, "configs/logger/csv.yaml"),
         "--data.init_args.modalities.text.init_args.tokenizer=bert-base-uncased",
     ]
-    with pytest.raises(
-        ValueError, match=r"data's tokenizer is 'bert-base-uncased' but the encoder HFTextEncoder"
-    ):
+    with pytest.raises(SystemExit) as info:  # a user error: one message, exit code 1
         main(["fit", *args])
+    assert info.value.code == 1
+    assert "data's tokenizer is 'bert-base-uncased' but the encoder HFTextEncoder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"data's tokenizer is 'bert-base-uncased'"):
+        main(["fit", *args, "--debug"])  # the traceback

@@ -23,7 +23,7 @@ from rich.markup import escape
 
 import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
 from mmfuse.commands.help import LIGHTNING_PURPOSES, HelpFormatter, top_level_help
-from mmfuse.commands.user_errors import as_config_error
+from mmfuse.commands.user_errors import config_errors
 from mmfuse.lit.callbacks import PredictionWriter
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.data_links import build_data, builds_encoder_settings, link_data_into_encoders
@@ -95,7 +95,8 @@ class MultimodalCLI(LightningCLI):
         self._resume_version: str | None = None
         config = self.config.get(self.subcommand) if self.subcommand else None
         if config is not None:
-            link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
+            with config_errors():  # two settings that disagree, a model that is not installed
+                link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
         if self.subcommand == "fit" and config is not None and config.get("ckpt_path") == "last":
             root = config.trainer.get("default_root_dir") or os.getcwd()
             last = find_last_checkpoint(root)
@@ -106,29 +107,20 @@ class MultimodalCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        try:
+        # a ValueError here is a constructor rejecting its settings (wrapped by jsonargparse inside links)
+        with config_errors():
             data = None
             if builds_encoder_settings(config):
                 # the data first: what it learns from the train split sizes the encoders (lit/data_links.py)
                 data = build_data(config)
                 for note in link_data_into_encoders(config, data):
-                    if self._is_rank_zero():
+                    if getattr(rank_zero_only, "rank", 0) == 0:
                         Console(stderr=True, soft_wrap=True).print(f"[bold]note[/bold] {escape(note)}")
             self.config_init = self.parser.instantiate(self.config, instantiators=_reuse(data))
             self.datamodule = self._get(self.config_init, "data")
             self.model = self._get(self.config_init, "model")
             self._add_configure_optimizers_method_to_model(self.subcommand)
             self.trainer = self.instantiate_trainer()
-        except ValueError as error:
-            # a constructor rejecting its settings (wrapped by jsonargparse inside links): the user's to fix
-            config_error = as_config_error(error)
-            if config_error is None:
-                raise
-            raise config_error from error
-
-    @staticmethod
-    def _is_rank_zero() -> bool:
-        return getattr(rank_zero_only, "rank", 0) == 0
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -276,7 +268,10 @@ def _dispatch(argv: list[str], args: list[str] | None) -> None:
         subclass_mode_data=True,
         args=args,
         auto_configure_optimizers=False,
-        parser_kwargs={name: {"description": purpose} for name, purpose in LIGHTNING_PURPOSES.items()},
+        parser_kwargs={
+            "prog": "mmfuse",  # also under `python -m mmfuse`
+            **{name: {"description": purpose} for name, purpose in LIGHTNING_PURPOSES.items()},
+        },
     )
 
 

@@ -5,21 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytorch_lightning as pl
+from jsonargparse import ArgumentParser, Namespace
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from torch import nn
 
 from mmfuse.commands.config import build_data, parse_config
 from mmfuse.data.check import Report, check, write_problems
 from mmfuse.data.decode import STATUSES
 from mmfuse.data.errors import DataError
 from mmfuse.data.multimodal import MultimodalDataModule
+from mmfuse.lit.data_check import data_modalities, mismatches
+from mmfuse.lit.data_links import link_data_into_encoders
+from mmfuse.pretrained import _get
 
 DESCRIPTION = """\
 Check a dataset before training: read the manifest of every split, decode every file it references
 (in parallel worker processes, with the same decoders that training uses) and report rows per split,
 coverage per modality (present / missing / broken), class counts per split, and one line per problem
-with its split, row, id, column, file and reason. Exit code 1 when anything is broken, else 0.
+with its split, row, id, column, file and reason. Then the data is checked against the model as
+training would before its first batch: the same modality names as model.encoders, and what the
+data implies about each encoder (channels, vocabulary size, mel bins, ...). Exit code 1 when
+anything is broken, else 0.
 
 Problems found: a line that is not valid CSV/JSON (with its line number); an empty or duplicate id;
 the same id in two splits; an unknown split; a modality column the manifest does not have; a
@@ -48,7 +57,8 @@ def main(args: list[str]) -> int:
     own, rest = parser.parse_known_args(args)
     if not any(a == "--config" or a.startswith(("--config=", "--data")) for a in rest):
         parser.error("give the run's config: --config FILE (and any --data.* overrides)")
-    data = build_data(parse_config(rest))
+    config = parse_config(rest)
+    data = build_data(config)
     if not isinstance(data, MultimodalDataModule):
         source, modalities = data.source, {data.name: data}
         if source is None:
@@ -57,15 +67,40 @@ def main(args: list[str]) -> int:
         source, modalities = data.source, data.modalities
     report = check(source, modalities, num_workers=own.workers)
     console = Console(soft_wrap=True)
-    print_report(report, console)
+    model_problems = check_model(config, data) if report.ok else []
+    print_report(report, console, model_problems)
     if own.problems_csv is not None:
         path = write_problems(own.problems_csv, report.problems)
         console.print(f"[bold]problems written to[/bold] {escape(str(path))}")
-    return 0 if report.ok else 1
+    return 0 if report.ok and not model_problems else 1
 
 
-def print_report(report: Report, console: Console) -> None:
-    """Tables of rows, coverage and classes per split, then one line per problem, then a verdict."""
+def check_model(config: Namespace, data: pl.LightningDataModule) -> list[str]:
+    """What training would stop on before its first batch: the data and the encoders disagree
+    (:mod:`mmfuse.lit.data_check`), after the data's settings are filled into the encoders as the
+    ``mmfuse`` command does (:mod:`mmfuse.lit.data_links`); an encoder that cannot be built."""
+    if _get(_get(config, "model"), "encoders") is None:
+        return []
+    try:
+        link_data_into_encoders(config, data)
+        encoders = build_encoders(config)
+    except ValueError as error:  # names that differ (ConfigError), an encoder rejecting its settings
+        return [str(error)]
+    return mismatches(data_modalities(data), encoders)
+
+
+def build_encoders(config: Namespace) -> dict[str, nn.Module]:
+    """Only the configured encoders (``model.encoders``), built."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--encoders", type=dict[str, nn.Module])
+    encoders = config["model"]["encoders"]
+    plain = {k: v.as_dict() if isinstance(v, Namespace) else v for k, v in encoders.items()}
+    return dict(parser.instantiate(parser.parse_object({"encoders": plain}))["encoders"])
+
+
+def print_report(report: Report, console: Console, model_problems: list[str] | None = None) -> None:
+    """Tables of rows, coverage and classes per split, then one line per problem of the data and of
+    the data against the model, then a verdict."""
     rate = report.total_rows / report.seconds if report.seconds else 0.0
     console.print(
         f"[bold]manifest[/bold] {escape(report.manifest)}: {report.total_rows} rows, "
@@ -94,9 +129,14 @@ def print_report(report: Report, console: Console) -> None:
         console.print(table)
     for error in report.problems:
         console.print(format_problem(error), markup=False, highlight=False)
+    for problem in model_problems or []:
+        console.print(f"model   {problem}", markup=False, highlight=False)
     rows = {e.row for e in report.problems if e.row is not None}
-    if report.ok:
+    if report.ok and not model_problems:
         console.print("[bold green]OK[/bold green]: no problems found")
+    elif report.ok:
+        n = len(model_problems or [])
+        console.print(f"[bold red]the data does not fit the model[/bold red]: {n} problem{'s' * (n != 1)}")
     else:
         console.print(f"[bold red]{len(report.problems)} problems[/bold red] in {len(rows)} rows")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
@@ -64,6 +66,18 @@ def as_config_error(error: ValueError) -> ConfigError | None:
     while isinstance(innermost.__cause__, ValueError):
         innermost = innermost.__cause__
     return ConfigError(str(innermost))
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Inside: a ``ValueError`` is raised as :func:`as_config_error` makes it (building from the config)."""
+    try:
+        yield
+    except ValueError as error:
+        converted = as_config_error(error)
+        if converted is None:
+            raise
+        raise converted from error
 
 
 def report(error: BaseException, command: str) -> None:

@@ -11,6 +11,10 @@ from mmfuse.data.base import ModalityDataModule
 from mmfuse.data.errors import ConfigError
 from mmfuse.models.multimodal import MultimodalModel
 
+#: requirements an encoder meets with at least the data's value: token ids index an embedding, and
+#: unused rows are only waste (an encoder built in Python may be sized before the vocabulary is learnt)
+AT_LEAST = frozenset({"vocab_size"})
+
 
 def data_modalities(datamodule: pl.LightningDataModule) -> dict[str, ModalityDataModule]:
     """Modality name -> its DataModule: a MultimodalDataModule's modalities, or one modality used alone."""
@@ -23,7 +27,8 @@ def mismatches(modalities: Mapping[str, ModalityDataModule], encoders: Mapping[s
     """Every way the data and the encoders disagree, one sentence each naming both settings.
 
     The data's modalities must be the encoders' names, and what each modality's data implies about
-    its encoder (``encoder_requirements``: vocabulary size, channels, mel bins, ...) must hold.
+    its encoder (``encoder_requirements``: channels, mel bins, ...) must hold; the vocabulary size
+    (:data:`AT_LEAST`) must be reached.
     """
     different = name_mismatch(modalities, encoders)
     if different:
@@ -33,7 +38,7 @@ def mismatches(modalities: Mapping[str, ModalityDataModule], encoders: Mapping[s
         encoder = encoders[name]
         for attr, value in dm.encoder_requirements().items():
             have = getattr(encoder, attr, None)
-            if have is not None and have != value:
+            if have is not None and (have < value if attr in AT_LEAST else have != value):
                 problems.append(
                     f"modality {name!r}: the data gives {attr}={value} but encoder {type(encoder).__name__} "
                     f"has {attr}={have}: make the data's setting and the encoder's "
