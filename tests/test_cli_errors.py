@@ -194,7 +194,9 @@ def test_only_rank_zero_prints(capsys: pytest.CaptureFixture[str], monkeypatch: 
 
 def test_help_lists_every_subcommand_with_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(COMMANDS) <= set(PURPOSES)  # a new command needs its purpose
-    main(["--help"])
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: mmfuse") and "mmfuse: multimodal deep learning" in out
     listed = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}

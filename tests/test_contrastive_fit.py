@@ -68,7 +68,10 @@ def test_contrastive_pretraining_without_labels(synthetic_root: Path, tmp_path: 
     assert "train/contrastive_loss" in _logged_columns(run)
 
 
-def test_no_task_and_no_contrastive_is_a_clear_error(synthetic_root: Path, tmp_path: Path) -> None:
+def test_no_task_and_no_contrastive_is_a_clear_error(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     unlabelled = "--data.init_args.source.init_args.tasks=[]"
-    with pytest.raises(ValueError, match="no task and no auxiliary objective"):
+    with pytest.raises(SystemExit) as info:  # a user error: one message, exit code 1
         main(["fit", *quickstart_args(synthetic_root, tmp_path, "configs/logger/csv.yaml"), unlabelled])
+    assert info.value.code == 1 and "no task and no auxiliary objective" in capsys.readouterr().err

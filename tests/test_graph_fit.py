@@ -57,7 +57,10 @@ def test_graph_only_baseline_fits(graph_root: Path, tmp_path: Path) -> None:
     assert 0.0 <= float(metrics["test/acc"]) <= 1.0
 
 
-def test_node_dim_mismatch_is_reported_before_training(graph_root: Path, tmp_path: Path) -> None:
+def test_the_encoder_takes_node_dim_from_the_data(
+    graph_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = [*quickstart_args(graph_root, tmp_path, GRAPH, CSV), "--model.encoders.graph.init_args.in_dim=5"]
-    with pytest.raises(ValueError, match=r"modality 'graph': the data gives in_dim=4 .* has in_dim=5"):
-        main(["fit", *args])
+    main(["fit", *args, "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"])
+    # the data's node_dim (4) replaces the encoder's in_dim, with a note: the graphs have 4 features
+    assert "model.encoders.graph.init_args.in_dim: 5 -> 4" in capsys.readouterr().err

@@ -249,9 +249,9 @@ def _dispatch(argv: list[str], args: list[str] | None) -> None:
 
     if argv in ([], ["-h"], ["--help"]):
         print(top_level_help({**LIGHTNING_PURPOSES, **PURPOSES}), end="")
-        if not argv:
-            raise SystemExit(1)  # a command is needed
-        return
+        raise SystemExit(
+            0 if argv else 1
+        )  # as argparse's --help does; without arguments a command is missing
     if argv in (["--version"], ["-V"]):
         from mmfuse import __version__
 

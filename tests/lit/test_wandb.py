@@ -248,10 +248,9 @@ def test_quickstart_uses_the_wandb_logger_config(capsys: pytest.CaptureFixture[s
 def test_a_failed_fit_finishes_its_run(synthetic_root: Path, tmp_path: Path) -> None:
     import wandb
 
-    bad = (
-        "--data.init_args.modalities.text.init_args.vocab_size=300"  # caught in setup, after the run started
-    )
-    with pytest.raises(ValueError, match="vocab_size"):
+    bad = "--checkpoint.monitor=val/no_such_metric"  # caught at the first validation, after the run started
+    with pytest.raises(SystemExit) as info:  # a user error: one message, exit code 1
         main(["fit", *quickstart_args(synthetic_root, tmp_path), bad])
+    assert info.value.code == 1
     assert wandb.run is None  # finished, not left open for the next run in this process to reuse
     assert read_run(_one_run(tmp_path)).run_id  # and written to the end (its exit record)
