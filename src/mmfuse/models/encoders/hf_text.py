@@ -18,11 +18,11 @@ class HFTextEncoder(HFEncoderBase):
 
     Vocabulary: ``vocab_size`` is what the data's ``encoder_requirements()`` is checked against
     (``len(tokenizer)``). By default it is the backbone's ``config.vocab_size``, equal to
-    ``len(tokenizer)`` for BERT-likes (MiniLM: 30522). Where they differ, set ``vocab_size`` to
-    ``len(tokenizer)``: smaller than the embedding table (T5 pads its table to 32128 rows for a
-    32100-token tokenizer) is accepted as is; larger (tokens added to the tokenizer) resizes the
-    token embeddings with ``resize_token_embeddings`` (new rows random; trainable only when the
-    backbone is not frozen).
+    ``len(tokenizer)`` for BERT-likes (MiniLM: 30522). The ``mmfuse`` command sets ``vocab_size`` to
+    ``len(tokenizer)`` from the text data; built in Python, set it where they differ: smaller than
+    the embedding table (T5 pads its table to 32128 rows for a 32100-token tokenizer) is accepted as
+    is; larger (tokens added to the tokenizer) resizes the token embeddings with
+    ``resize_token_embeddings`` (new rows random; trainable only when the backbone is not frozen).
 
     Args:
         model_name_or_path: a hub id (``sentence-transformers/all-MiniLM-L6-v2``) or a local folder.
