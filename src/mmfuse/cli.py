@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
+from mmfuse.commands import user_errors
 from mmfuse.commands.help import LIGHTNING_PURPOSES, HelpFormatter, top_level_help
 from mmfuse.commands.user_errors import config_errors
 from mmfuse.lit.callbacks import PredictionWriter
@@ -56,6 +57,11 @@ class MultimodalCLI(LightningCLI):
 
     - the data's tasks (names, kinds, classes) are linked into the model, and the encoders' names into
       the fuser's ``modalities``, so each is set once;
+    - what the data decides about each encoder (``in_channels``, the learnt ``vocab_size``, ``n_mels``)
+      is filled into ``model.encoders`` before the model is built (the data is built first, once:
+      :mod:`mmfuse.lit.data_links`);
+    - parse errors are raised (``main`` prints user errors as one message), and the help is shorter
+      (:class:`~mmfuse.commands.help.HelpFormatter`);
     - ``--checkpoint.*``: ModelCheckpoint, best by ``val/acc`` plus ``last.ckpt``;
     - ``--predictions.output``: where ``predict`` writes its CSV;
     - Weights & Biases by default (``WandbLogger``: offline without an account), the config logged
@@ -227,8 +233,6 @@ def main(args: list[str] | None = None) -> None:
     one message on stderr and exits with code 1; ``--debug`` or ``MMFUSE_DEBUG=1`` shows its traceback
     instead (:mod:`mmfuse.commands.user_errors`). Any other exception keeps its traceback.
     """
-    from mmfuse.commands import user_errors
-
     argv, debug = user_errors.strip_debug(sys.argv[1:] if args is None else list(args))
     if args is None:
         sys.argv = sys.argv[:1] + argv  # DDP starts the other processes with sys.argv: without --debug
@@ -249,9 +253,8 @@ def _dispatch(argv: list[str], args: list[str] | None) -> None:
 
     if argv in ([], ["-h"], ["--help"]):
         print(top_level_help({**LIGHTNING_PURPOSES, **PURPOSES}), end="")
-        raise SystemExit(
-            0 if argv else 1
-        )  # as argparse's --help does; without arguments a command is missing
+        # exit code as argparse's --help; without arguments a command is missing
+        raise SystemExit(0 if argv else 1)
     if argv in (["--version"], ["-V"]):
         from mmfuse import __version__
 

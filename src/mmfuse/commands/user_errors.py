@@ -1,11 +1,13 @@
 """Errors the user caused are one clear message, not a traceback.
 
 A :class:`~mmfuse.data.errors.DataError` (a bad manifest row or file), a
-:class:`~mmfuse.data.errors.ConfigError` (a setting that cannot work, two settings that disagree) or a
-config that does not parse reaches the user as one message on stderr and exit code 1, wherever it was
-raised: Lightning and jsonargparse wrap errors raised in hooks and links (``Call to compute_fn of link
-... failed``), so the chain of causes is searched. Anything else is a bug and keeps its traceback.
-``--debug`` (or ``MMFUSE_DEBUG=1``) re-raises user errors too, with the full traceback.
+:class:`~mmfuse.data.errors.ConfigError` (a setting that cannot work, two settings that disagree), a
+config that does not parse, or Lightning's ``MisconfigurationException`` reaches the user as one message
+on stderr and exit code 1, wherever it was raised: Lightning and jsonargparse wrap errors raised in
+hooks and links (``Call to compute_fn of link ... failed``), so the chain of causes is searched. A
+``ValueError`` raised while the configured objects are built is a constructor rejecting its settings:
+a ``ConfigError`` (:func:`config_errors`). Anything else is a bug and keeps its traceback. ``--debug``
+(or ``MMFUSE_DEBUG=1``) re-raises user errors too, with the full traceback.
 """
 
 from __future__ import annotations
