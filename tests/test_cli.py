@@ -94,12 +94,12 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
 
     # no pickled modules: loads under torch's safe loader
     ckpt = torch.load(best, weights_only=True)
-    labels = ["one", "three", "two", "zero"]
+    labels = ["zero", "one", "two", "three"]
     assert ckpt["hyper_parameters"]["tasks"] == [{"name": "label", "kind": "multiclass", "names": labels}]
 
     # rebuilt from the checkpoint alone, same outputs
     model = MultimodalModule.load_from_checkpoint(best)
-    assert model.class_names == ["one", "three", "two", "zero"]
+    assert model.class_names == ["zero", "one", "two", "three"]
     state = {k: v for k, v in ckpt["state_dict"].items()}
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k

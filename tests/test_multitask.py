@@ -17,7 +17,7 @@ from tests.conftest import quickstart_args
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("configs/experiments/multitask.yaml", "configs/logger/csv.yaml")
 FAST = ["--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"]
-LABELS = ["one", "three", "two", "zero"]
+LABELS = ["zero", "one", "two", "three"]
 CUES = ["cue_image", "cue_text", "cue_audio"]
 
 

@@ -104,3 +104,21 @@ def test_missing_manifest_and_bad_fractions(tmp_path: Path) -> None:
         ManifestSource(str(tmp_path / "nope.csv")).load()
     with pytest.raises(ValueError, match="sum to < 1"):
         ManifestSource("x.csv", val_fraction=0.6, test_fraction=0.5)
+
+
+def test_inferred_class_names_come_in_natural_order(tmp_path: Path) -> None:
+    # numbers inside names compare as numbers: class2 before class10 (sorted() gives class10 first)
+    names = ["class10", "class2", "class1", "b", "a20", "a3"]
+    rows = [{"id": f"s{i}", "split": "train", "text": "x", "label": n} for i, n in enumerate(names)]
+    m = ManifestSource(str(write_manifest(tmp_path / "m.csv", rows))).load()
+    assert m.classes == ["a3", "a20", "b", "class1", "class2", "class10"]
+    # a `classes` list from the config always wins
+    given = ["class10", "b", "a3", "a20", "class1", "class2"]
+    assert ManifestSource(str(tmp_path / "m.csv"), classes=given).load().classes == given
+
+
+def test_natural_key_orders_numbers_by_value() -> None:
+    from mmfuse.data.tasks import natural_key
+
+    words = ["x10", "x9", "x09", "10", "9", "x", "x²", "img_2_b", "img_10_a"]
+    assert sorted(words, key=natural_key) == ["9", "10", "img_2_b", "img_10_a", "x", "x09", "x9", "x10", "x²"]

@@ -65,7 +65,7 @@ def main() -> None:
             "text": TextTransformer(vocab_size=64, d_model=16, num_layers=1, num_heads=2, dropout=0.2),
         },
         CrossModalAttentionFusion(names, d_model=16, num_heads=2, dropout=0.2),
-        tasks=[TaskSpec(name="label", kind="multiclass", names=["one", "three", "two", "zero"])],
+        tasks=[TaskSpec(name="label", kind="multiclass", names=["zero", "one", "two", "three"])],
         head_dropout=0.2,
     )
     callbacks: list[pl.Callback] = [

@@ -26,7 +26,7 @@ from tests.lit.wandb_records import read_run
 ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ["--media.every_n_epochs=1", "--media.num_samples=4", "--media.attention_samples=2"]
 STEPS = "--trainer.log_every_n_steps=2"  # 4 steps an epoch: log train/loss at all
-CLASSES = ["one", "three", "two", "zero"]
+CLASSES = ["zero", "one", "two", "three"]
 
 
 @pytest.fixture(autouse=True)

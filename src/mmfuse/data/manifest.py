@@ -7,7 +7,8 @@ Format (see README "Train on your own data"):
   by a hash of its id, so the assignment never changes when rows are added or reordered.
 - one column per modality: image/audio cells hold a path relative to the manifest's folder, text
   cells hold the text. An empty cell means the modality is missing for that sample.
-- the target column: integer class ids, or class names (mapped to indices in sorted order); or
+- the target column: integer class ids, or class names (mapped to indices in natural order,
+  ``class2`` before ``class10``, unless ``classes`` gives the order); or
   several target columns, one or more per task (see :mod:`mmfuse.data.tasks`).
 - extra columns are ignored.
 """
@@ -200,8 +201,9 @@ class ManifestSource:
         target: column holding the class (integer id or name): the shorthand for one multiclass
             task of that name. None (and no ``tasks``): an unlabelled manifest, every row is used and
             batches have no targets (e.g. for contrastive pre-training).
-        classes: the class names of ``target`` in index order. Default: the sorted distinct target
-            values (integers sort numerically and must be ``0..K-1``).
+        classes: the class names of ``target`` in index order. Default: the distinct target values
+            in natural order (numbers inside names compare as numbers: ``class2`` before
+            ``class10``); integer values are class ids and must be ``0..K-1``.
         tasks: several targets, each a :class:`~mmfuse.data.tasks.Task` (multiclass, multilabel or
             regression, with its columns); replaces ``target`` and ``classes`` when given.
         val_fraction: share of samples hashed into ``val`` when there is no split column.
