@@ -117,17 +117,20 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
         ]
     )
     with out_csv.open() as f:
-        rows = list(csv.DictReader(f))
-    test_ids = {
-        line.split(",")[0]
-        for line in (synthetic_root / "manifest.csv").read_text().splitlines()
-        if ",test," in line
-    }
-    assert {r["id"] for r in rows} == test_ids and len(rows) == len(test_ids)
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["id", "prediction", "label", "correct", *(f"prob_{c}" for c in labels)]
+    with (synthetic_root / "manifest.csv").open() as f:
+        truth = {r["id"]: r["label"] for r in csv.DictReader(f) if r["split"] == "test"}
+    assert {r["id"] for r in rows} == set(truth) and len(rows) == len(truth)
     for r in rows:
         probs = {c: float(r[f"prob_{c}"]) for c in model.class_names}
         assert abs(sum(probs.values()) - 1) < 1e-4
         assert r["prediction"] == max(probs, key=probs.__getitem__)
+        # the true label beside the prediction, and whether they agree
+        assert r["label"] == truth[r["id"]]
+        assert r["correct"] == str(int(r["prediction"] == r["label"]))
+    assert {r["correct"] for r in rows} == {"0", "1"}  # both cases occur: the check is not vacuous
 
     # test on the checkpoint reproduces the metrics written after fit
     main(["test", *quickstart_args(synthetic_root, tmp_path / "test"), "--ckpt_path", str(best)])

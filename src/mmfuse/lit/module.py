@@ -330,7 +330,11 @@ class MultimodalModule(pl.LightningModule):
         output = self(batch)
         # task -> class probabilities (B, K), label probabilities (B, K) or values (B,)
         outputs = {t["name"]: predictions(t["kind"], output.logits[t["name"]]).cpu() for t in self.tasks}
-        return {"ids": batch.ids, "outputs": outputs}
+        # the true targets too (-1 / NaN where unknown), so that the predictions can be joined to them
+        targets = {
+            t["name"]: batch.targets[t["name"]].cpu() for t in self.tasks if t["name"] in batch.targets
+        }
+        return {"ids": batch.ids, "outputs": outputs, "targets": targets}
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(param_groups(self, self.pretrained_lr))
