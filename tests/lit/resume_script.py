@@ -52,7 +52,9 @@ def main() -> None:
         SyntheticSource(root=args.data_root, num_samples=160, image_size=24),
         {
             "audio": AudioDataModule(sample_rate=8000, n_fft=256, hop_length=256, n_mels=16),
-            "image": ImageDataModule(size=16, augment=True),  # random flips and crops: must replay too
+            "image": ImageDataModule(
+                size=16, hflip=True, crop_padding=2, brightness=0.2, contrast=0.2
+            ),  # must replay too
             "text": TextDataModule(vocab_size=64),
         },
         batch_size=16,
