@@ -63,6 +63,10 @@ def test_attention_figure_labels_tokens_and_has_a_colour_bar(tmp_path: Path) -> 
     many = attention_figure(np.ones((100, 3)), [f"t{i}" for i in range(100)], list("abc"), "q", "k", "")
     shown = [t.get_text() for t in many.axes[0].get_yticklabels()]
     assert len(shown) <= 40 and shown[:3] == ["t0", "t3", "t6"]
+    # text shown as typed: `$...$` is not read as a formula (an invalid one would fail to draw)
+    dollars = attention_figure(np.ones((1, 2)), ["$\\frac$"], ["$5", "x$"], "q", "k", "costs $1 or $2")
+    figure_pixels(dollars)
+    assert [t.get_text() for t in dollars.axes[0].get_xticklabels()] == ["\\$5", "x\\$"]
     with pytest.raises(ValueError, match="labels"):
         attention_figure(weights, positions[:3], words, "q", "k", "")
 

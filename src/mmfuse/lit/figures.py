@@ -49,13 +49,16 @@ def confusion_figure(
     fig, ax = _figure(side + 1.2, side)
     image = ax.imshow(values, cmap="Blues", vmin=0, interpolation="nearest")
     _colorbar(fig, ax, image, "samples")
-    ticks = range(K)
-    ax.set_xticks(list(ticks), list(names), rotation=45 if K > 4 else 0, ha="right" if K > 4 else "center")
-    ax.set_yticks(list(ticks), list(names))
+    ticks, labels = list(range(K)), [_plain(n) for n in names]
+    size = min(10.0, 800 / K)  # points: the names still fit side by side with many classes
+    ax.set_xticks(
+        ticks, labels, rotation=45 if K > 4 else 0, ha="right" if K > 4 else "center", fontsize=size
+    )
+    ax.set_yticks(ticks, labels, fontsize=size)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = f", accuracy {correct / total:.1%}" if total else ""
-    ax.set_title(f"{title} ({total} samples{accuracy})")
+    ax.set_title(_plain(f"{title} ({total} samples{accuracy})"))
     if K <= _MAX_COUNTS:
         dark = values.max() * 0.5 if values.max() > 0 else 1
         for t in range(K):
@@ -89,9 +92,9 @@ def attention_figure(
     _colorbar(fig, ax, image, "attention weight")
     _ticks(ax, "x", col_labels)
     _ticks(ax, "y", row_labels)
-    ax.set_xlabel(col_title)
-    ax.set_ylabel(row_title)
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(_plain(col_title))
+    ax.set_ylabel(_plain(row_title))
+    ax.set_title(_plain(title), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -120,11 +123,16 @@ def _colorbar(fig: Figure, ax: Axes, image: ScalarMappable, label: str) -> None:
 def _ticks(ax: Axes, axis: str, labels: Sequence[str]) -> None:
     step = max(1, -(-len(labels) // _MAX_TICKS))  # ceil: at most _MAX_TICKS labels
     positions = list(range(0, len(labels), step))
-    shown = [labels[i] for i in positions]
+    shown = [_plain(labels[i]) for i in positions]
     if axis == "x":
         ax.set_xticks(positions, shown, rotation=90, fontsize=8)
     else:
         ax.set_yticks(positions, shown, fontsize=8)
+
+
+def _plain(text: str) -> str:
+    """Text shown as typed: matplotlib reads text between two ``$`` as a formula (and may fail on it)."""
+    return text.replace("$", r"\$")
 
 
 def _numpy(x: np.ndarray | Tensor) -> np.ndarray:
