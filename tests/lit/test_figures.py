@@ -90,3 +90,21 @@ def test_figures_import_matplotlib_lazily_and_never_pyplot() -> None:
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_attention_maps_label_text_tokens_and_other_positions() -> None:
+    from mmfuse.lit.val_samples import FixedSamples
+    from mmfuse.lit.wandb_media import _axis_title, _token_labels
+    from mmfuse.types import Batch
+
+    batch = Batch(inputs={}, present={}, targets={}, ids=["a", "b"])
+    samples = FixedSamples(
+        batch, [{}, {}], {"text": "text", "image": "image"}, Path("."), {"text": [["hi", "there"], ["x"]]}
+    )
+    real = torch.tensor([True, True, False])  # (T,): the padded third token is not shown
+    assert _token_labels(samples, "text", 0, real) == ["hi", "there"]
+    # an encoder that does not keep one token per text token: positions rather than wrong words
+    assert _token_labels(samples, "text", 1, real) == ["0", "1"]
+    assert _token_labels(samples, "image", 0, torch.tensor([True, False, True])) == ["0", "2"]
+    assert _axis_title(samples, "text", "keys") == "text tokens (keys)"
+    assert _axis_title(samples, "image", "queries") == "image token positions (queries)"
