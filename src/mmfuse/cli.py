@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,12 +21,21 @@ from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
 
 from mmfuse.lit.callbacks import PredictionWriter
+from mmfuse.lit.checkpoint import RunCheckpoint
 from mmfuse.lit.config_logging import RunConfigSaver
+from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.module import MultimodalModule
-from mmfuse.lit.resume import AtomicCheckpointIO, RandomState, find_last_checkpoint
-from mmfuse.lit.run_directory import run_directory
+from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
+from mmfuse.lit.run_directory import (
+    checkpoint_facts,
+    evaluation_directory,
+    find_last_checkpoint,
+    place_logger,
+    run_directory,
+    run_of_checkpoint,
+)
 from mmfuse.lit.run_facts import RunFacts
-from mmfuse.lit.wandb_logger import WandbLogger
+from mmfuse.lit.wandb_logger import WandbLogger, read_run_file
 from mmfuse.lit.wandb_media import WandbMedia
 from mmfuse.pretrained import link_pretrained
 
@@ -64,7 +74,7 @@ class MultimodalCLI(LightningCLI):
         # the tasks (name, kind, class or label names) are the data's: plain dicts, so checkpoints stay plain
         parser.link_arguments("data", "model.tasks", lambda dm: dm.tasks, apply_on="instantiate")
         parser.link_arguments("model.encoders", "model.fusion.init_args.modalities", _sorted_keys)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -79,18 +89,37 @@ class MultimodalCLI(LightningCLI):
         # the logger's files go under default_root_dir too (W&B: <root>/wandb/, <root>/<project>/<run id>/)
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir", _root_or_cwd)
 
+    def __init__(self, *args: Any, evaluation: tuple[str, str | None] | None = None, **kwargs: Any) -> None:
+        """``evaluation``: (command, checkpoint) of an mmfuse command that evaluates a checkpoint with
+        this CLI built but not run (``ablate``); LightningCLI's own subcommands need none."""
+        self._evaluation = evaluation
+        super().__init__(*args, **kwargs)
+
     def before_instantiate_classes(self) -> None:
-        self._resume_version: str | None = None
-        config = self.config.get(self.subcommand) if self.subcommand else None
-        if config is not None:
-            link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
-        if self.subcommand == "fit" and config is not None and config.get("ckpt_path") == "last":
-            root = config.trainer.get("default_root_dir") or os.getcwd()
-            last = find_last_checkpoint(root)
-            if last is None:
-                raise FileNotFoundError(f"--ckpt_path last: no checkpoints/last.ckpt under {root}")
-            config.ckpt_path = str(last)
-            self._resume_version = last.parent.parent.name  # continue logging in the same run directory
+        #: where this command's run writes when not in a folder of its own: a resumed fit's run
+        #: directory, or an evaluation's <run>/eval/<time>-<command>
+        self._run_dir: Path | None = None
+        self._resume_step: int | None = None
+        self._train_run: dict[str, Any] | None = None
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        command = self.subcommand or (self._evaluation[0] if self._evaluation else None)
+        if config is None or command is None:
+            return
+        link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
+        ckpt = config.get("ckpt_path") if self.subcommand else self._evaluation[1]  # type: ignore[index]
+        root = config.trainer.get("default_root_dir") or os.getcwd()
+        if ckpt == "last":  # this experiment's last.ckpt: the run whose config has these encoders and fuser
+            ckpt = str(find_last_checkpoint(root, config.as_dict()))
+            if self.subcommand:
+                config.ckpt_path = ckpt
+            console.print(f"[bold]--ckpt_path last[/bold] {ckpt}")
+        self.checkpoint: str | None = ckpt  # resolved: `last` is a path now
+        if command == "fit":
+            self._run_dir = run_of_checkpoint(ckpt) if ckpt else None  # resume: continue that run
+            self._resume_step = checkpoint_facts(ckpt).get("global_step") if ckpt and self._run_dir else None
+        else:
+            self._run_dir = evaluation_directory(ckpt, root, command)
+            self._train_run = read_run_file(run_of_checkpoint(ckpt)) if ckpt else None
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -100,9 +129,17 @@ class MultimodalCLI(LightningCLI):
             root = trainer_config.get("default_root_dir") or os.getcwd()
             trainer_config["logger"] = WandbLogger(save_dir=root)
         loggers = trainer_config["logger"]
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
+        ckpt = self._get(self.config_init, "ckpt_path") if self.subcommand else None
+        for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
+            if self._run_dir is not None:
+                place_logger(logger, self._run_dir, self._resume_step)
             if isinstance(logger, WandbLogger) and self.subcommand == "fit":
-                logger.continue_run(self._get(self.config_init, "ckpt_path"))  # resume: the same W&B run
+                logger.continue_run(ckpt)  # resume: the same W&B run
+            elif isinstance(logger, WandbLogger):
+                command, evaluated = (
+                    (self.subcommand, ckpt) if self.subcommand else self._evaluation or ("", None)
+                )
+                logger.evaluate(command, evaluated, self._train_run)
         if self.save_config_callback is SaveConfigCallback:
             self.save_config_callback = RunConfigSaver  # config.yaml in the run directory, and to W&B
         # every run: atomic checkpoint writes and random states saved for an exact resume
@@ -126,10 +163,33 @@ class MultimodalCLI(LightningCLI):
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, callbacks)
 
+    def check_before_start(self, stage: str) -> None:
+        """Read the data and check it against the model before the trainer starts, so that a data or
+        config mistake stops the command before anything is written to disk or to W&B (rank 0; the
+        other processes check as their stage starts)."""
+        data, model = self.datamodule, self.model
+        if data is None or not self.trainer.is_global_zero:
+            return
+        data.trainer = self.trainer  # rows left out in skip mode are reported in the run directory
+        data.prepare_data()
+        data.setup(stage)
+        if isinstance(model, MultimodalModule):
+            check_data_matches_model(data, model.model)
+
     def before_fit(self) -> None:
+        self.check_before_start("fit")
         describe = getattr(self.datamodule, "describe", None)
         if describe is not None and self.trainer.is_global_zero:
             console.print(f"[bold]data[/bold] {describe()}")
+
+    def before_validate(self) -> None:
+        self.check_before_start("validate")
+
+    def before_test(self) -> None:
+        self.check_before_start("test")
+
+    def before_predict(self) -> None:
+        self.check_before_start("predict")
 
     def after_fit(self) -> None:
         if self.trainer.interrupted:

@@ -4,8 +4,8 @@
   place, so a crash while saving never leaves a truncated ``last.ckpt`` for resume to pick.
 - :class:`RandomState` saves the random number generators' states with every checkpoint and
   restores them on resume, so dropout draws the same masks as in an uninterrupted run.
-- :func:`find_last_checkpoint` resolves ``--ckpt_path last`` to the newest ``last.ckpt`` of
-  earlier runs under the same ``default_root_dir``.
+- ``--ckpt_path last`` is resolved by :func:`mmfuse.lit.run_directory.find_last_checkpoint`, and
+  ``last.ckpt`` is kept the newest state by :class:`mmfuse.lit.checkpoint.RunCheckpoint`.
 
 The data order is restored by the train DataLoader itself (``mmfuse.data.sampling``).
 """
@@ -80,9 +80,3 @@ class RandomState(pl.Callback):
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
-
-
-def find_last_checkpoint(root: str | Path) -> Path | None:
-    """The most recently written ``last.ckpt`` under ``root`` (any logger version), or None."""
-    found = [p for p in Path(root).glob("**/checkpoints/last.ckpt") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
