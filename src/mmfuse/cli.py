@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 
 from mmfuse.lit.callbacks import PredictionWriter
@@ -168,7 +169,8 @@ class MultimodalCLI(LightningCLI):
         config mistake stops the command before anything is written to disk or to W&B (rank 0; the
         other processes check as their stage starts)."""
         data, model = self.datamodule, self.model
-        if data is None or not self.trainer.is_global_zero:
+        # the rank from the environment: before the trainer starts, its own rank is not set yet
+        if data is None or getattr(rank_zero_only, "rank", 0) != 0:
             return
         data.trainer = self.trainer  # rows left out in skip mode are reported in the run directory
         data.prepare_data()
