@@ -21,7 +21,7 @@ from mmfuse.data import (
 from mmfuse.data.check import check
 from mmfuse.data.decode import STATUSES
 from tests.conftest import quickstart_args, write_manifest
-from tests.data.messy import Messy, build_messy, modalities, source
+from tests.data.messy import MAX_PIXELS, Messy, build_messy, modalities, source
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,6 +71,7 @@ def _config(tmp_path: Path, messy: Messy) -> Path:
     spec = {name: {"class_path": f"mmfuse.data.{type(dm).__name__}"} for name, dm in modalities().items()}
     spec["audio"]["init_args"] = {"sample_rate": 8000, "n_fft": 128, "hop_length": 128, "n_mels": 8}
     spec["text"]["init_args"] = {"required": True}
+    spec["image"]["init_args"] = {"max_pixels": MAX_PIXELS}
     config["data"]["init_args"]["source"] = {
         "class_path": "mmfuse.data.ManifestSource",
         "init_args": {"path": str(messy.manifest), "classes": ["cat", "dog"]},
@@ -98,7 +99,7 @@ def test_command_prints_one_line_per_problem_and_fails(
         and line.endswith("audio is silent (every sample is zero)")
         for line in lines
     )
-    assert "16 problems in 16 rows" in printed
+    assert "19 problems in 19 rows" in printed
     with out_csv.open() as f:
         rows = list(csv.DictReader(f))
     assert {(int(r["row"]), r["column"] or None) for r in rows} == {(r, c) for r, c, _ in messy.planted}
@@ -136,23 +137,31 @@ def test_a_column_that_does_not_exist(tmp_path: Path, small_manifest: Path) -> N
 
 def test_jsonl_bad_lines_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
-    good = [json.dumps({"id": f"s{i}", "split": "train", "text": "hi there", "label": "a"}) for i in range(3)]
+    good = [
+        json.dumps({"id": f"s{i}", "split": split, "text": "hi there", "label": "a"})
+        for i, split in enumerate(["train", "val", "test"])
+    ]
+    deep = '{"id": "s7", "text": ' + "[" * 5000 + "]" * 5000 + "}"  # 10 KB, nested 5000 levels
     path.write_bytes(
         "\n".join([good[0], '{"id": "s9", "text": ', good[1], '["a list"]', good[2]]).encode()
         + b'\n{"id": "s8", "text": "\xff\xfe"}\n'
+        + deep.encode()
     )
     report = check(ManifestSource(str(path)), {"text": TextDataModule()}, num_workers=0)
     assert [(e.row, e.reason.split(":")[0]) for e in report.problems] == [
         (2, "line 2"),
         (4, "line 4"),
         (6, "line 6"),
+        (7, "line 7"),
     ]
     assert "not valid JSON" in report.problems[0].reason and "not valid UTF-8" in report.problems[2].reason
-    assert report.rows == {"train": 3, "unknown": 3}
+    assert report.problems[3].reason == "line 7: not valid JSON (nested too deeply)"
+    assert report.rows == {"train": 1, "val": 1, "test": 1, "unknown": 4}
 
 
 def test_stray_labels_are_not_taken_for_classes(tmp_path: Path) -> None:
-    rows = [{"id": f"s{i}", "split": "train", "text": "t", "label": "abc"[i % 3]} for i in range(30)]
+    splits = ["train"] * 24 + ["val"] * 3 + ["test"] * 3
+    rows = [{"id": f"s{i}", "split": s, "text": "t", "label": "abc"[i % 3]} for i, s in enumerate(splits)]
     rows.append({"id": "x", "split": "train", "text": "t", "label": "banana"})
     report = check(
         ManifestSource(str(write_manifest(tmp_path / "m.csv", rows))), {"text": TextDataModule()}, 0
