@@ -61,5 +61,5 @@ def _high_bit(img: Image.Image, channels: int, size: int) -> np.ndarray:
     grey = Image.fromarray(np.clip(values, 0.0, 1.0).astype(np.float32))  # mode F
     if grey.size != (size, size):
         grey = grey.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(grey, dtype=np.float32)[:, :, None]  # (H, W, 1)
+    array = np.array(grey, dtype=np.float32)[:, :, None]  # (H, W, 1), a writable copy
     return np.repeat(array, channels, axis=2) if channels > 1 else array
