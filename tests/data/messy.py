@@ -157,7 +157,7 @@ def build_messy(root: Path) -> Messy:
     return messy
 
 
-def tiny_module(fusion: str = "concat", **kwargs: Any) -> MultimodalModule:
+def tiny_module(fusion: str = "concat", classes: list[str] = CLASSES, **kwargs: Any) -> MultimodalModule:
     """A model for :func:`modalities`' data, as small as it gets."""
     names = ["audio", "image", "text"]
     fusers: dict[str, Fuser] = {
@@ -170,5 +170,5 @@ def tiny_module(fusion: str = "concat", **kwargs: Any) -> MultimodalModule:
         "image": ImageCNN(d_model=8, channels=[8]),
         "text": TextRNN(vocab_size=64, d_model=8, embed_dim=8, hidden_size=8),
     }
-    tasks = [TaskSpec(name="label", kind="multiclass", names=CLASSES)]
+    tasks = [TaskSpec(name="label", kind="multiclass", names=list(classes))]
     return MultimodalModule(encoders, fusers[fusion], tasks=tasks, **kwargs)  # type: ignore[arg-type]
