@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from mmfuse.cli import main
@@ -183,3 +186,56 @@ def test_wrong_sample_rate_is_fine_with_resample(messy: Messy) -> None:
     report = check(source(messy), mods, num_workers=0)
     assert not any(e.sample_id == "b_rate" for e in report.problems)
     assert len(report.problems) == len(messy.planted) - 1
+
+
+class _CallsGetcwd:
+    """Unpickling this calls ``os.getcwd`` (harmless): content that ``weights_only`` refuses."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (os.getcwd, ())
+
+
+def test_every_planted_graph_problem_and_no_other(tmp_path: Path) -> None:
+    pytest.importorskip("torch_geometric")
+    from mmfuse.data.graph import GraphDataModule
+
+    root = tmp_path / "graphs"
+    (root / "g").mkdir(parents=True)
+    ring = {"x": [[1.0, 0.0]] * 3, "edge_index": [[0, 1, 2], [1, 2, 0]]}
+    rows = []
+    for i, split in enumerate(["train"] * 4 + ["val", "test"]):
+        (root / "g" / f"{i}.json").write_text(json.dumps(ring))
+        rows.append({"id": f"g{i}", "split": split, "graph": f"g/{i}.json", "label": "ab"[i % 2]})
+    (root / "g" / "deep.json").write_text('{"x": ' + "[" * 20_000 + "]" * 20_000 + "}")  # 40 KB
+    (root / "g" / "big.json").write_text(json.dumps({"x": [[0.5, 0.5]] * 12_000, "edge_index": []}))
+    nodes = torch.ones(2, 2)
+    torch.save(
+        {"x": nodes, "edge_index": torch.zeros(2, 0, dtype=torch.long), "a": _CallsGetcwd()},
+        root / "g" / "u.pt",
+    )
+    (root / "g" / "junk.pt").write_bytes(b"hello world")
+    (tmp_path / "elsewhere.json").write_text(json.dumps(ring))
+    planted = [
+        ("train", "b_deep", "g/deep.json", "nested too deeply"),
+        ("train", "b_big", "g/big.json", "more than max_json_mb=0.1"),
+        ("val", "b_unsafe", "g/u.pt", "unsafe content refused"),
+        ("test", "b_junk", "g/junk.pt", "cannot read .pt file"),
+        ("train", "b_outside", "../elsewhere.json", "a path outside the manifest's folder"),
+    ]
+    for split, sample_id, cell, _ in planted:
+        rows.append({"id": sample_id, "split": split, "graph": cell, "label": "a"})
+    manifest = write_manifest(root / "manifest.csv", rows)
+    expected = {(7 + n, "graph", fragment) for n, (*_, fragment) in enumerate(planted)}
+    source = ManifestSource(str(manifest), classes=["a", "b"])
+    report = check(source, {"graph": GraphDataModule(node_dim=2, max_json_mb=0.1)}, num_workers=2)
+    _matches(expected, report.problems)
+    # skip mode leaves out exactly these rows, and accounts for every row
+    data = MultimodalDataModule(
+        source, {"graph": GraphDataModule(node_dim=2, max_json_mb=0.1)}, on_bad_sample="skip"
+    )
+    data.setup("fit")
+    data.setup("test")
+    assert {e.sample_id for e in data.selection.skipped()} == {p[1] for p in planted}
+    for count in data.selection.accounting().values():
+        assert count["used"] + count["skipped"] == count["rows"]
+    assert data.selection.accounting()["train"] == {"rows": 7, "used": 4, "skipped": 3}
