@@ -117,8 +117,10 @@ class ImageDataModule(ModalityDataModule):
             raise SampleError("file not found", file=str(path))
         try:
             with warnings.catch_warnings():
-                # Pillow warns about huge images in Image.open, naming no file; max_pixels reports them
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                if self.max_pixels is not None:
+                    # Pillow warns about huge images in Image.open, naming no file; max_pixels
+                    # reports them by row instead (without a limit, Pillow's warning is all there is)
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(path) as img:  # lazy: the header is read, nothing decoded yet
                     self._check_pixels(img.size, path)
                     img.load()  # decode now, so that a truncated file fails here and not later
