@@ -21,9 +21,9 @@ TOL = 1 / 255 + 1e-6  # Pillow rounds compositing and colour conversion to 8 bit
 
 def _pixels(path: Path, channels: int = 3, **kwargs: object) -> np.ndarray:
     """The decoded image as (H, W, C) values in [0, 1]: mean 0 and std 1 leave them unnormalised."""
-    img = Image.open(path)
-    size = img.size[0]
-    assert img.size == (size, size)  # square: no resize, so every pixel can be compared
+    with Image.open(path) as img:
+        size = img.size[0]
+        assert img.size == (size, size)  # square: no resize, so every pixel can be compared
     dm = ImageDataModule(size=size, channels=channels, mean=[0.0] * channels, std=[1.0] * channels, **kwargs)  # type: ignore[arg-type]
     x = dm.load(path.name, path.parent, train=False)["pixel_values"]
     return x.permute(1, 2, 0).numpy()
@@ -33,7 +33,8 @@ def test_16_bit_grey_png_keeps_its_full_range(tmp_path: Path) -> None:
     ramp = np.linspace(0, 65535, 16).round().astype(np.uint16)
     values = np.tile(ramp, (16, 1))  # (16, 16): every column a different 16-bit level
     Image.fromarray(values).save(tmp_path / "g16.png")
-    assert Image.open(tmp_path / "g16.png").mode in ("I;16", "I")  # what Pillow opens it as
+    with Image.open(tmp_path / "g16.png") as img:
+        assert img.mode in ("I;16", "I")  # what Pillow opens it as
     got = _pixels(tmp_path / "g16.png", channels=1)[:, :, 0]
     np.testing.assert_allclose(got, values / 65535.0, atol=1e-6)
     assert len(np.unique(got)) == 16  # clipping at 255 left 2 levels of 16
@@ -52,7 +53,8 @@ def test_16_bit_grey_is_resized_in_floating_point(tmp_path: Path) -> None:
 def test_32_bit_integer_and_float_grey(tmp_path: Path) -> None:
     ints = np.array([[0, 32768], [65535, 70000]], dtype=np.int32)  # mode I; 70000 is out of range
     Image.fromarray(ints).save(tmp_path / "i.tif")
-    assert Image.open(tmp_path / "i.tif").mode == "I"
+    with Image.open(tmp_path / "i.tif") as img:
+        assert img.mode == "I"
     np.testing.assert_allclose(
         _pixels(tmp_path / "i.tif", 1)[:, :, 0], [[0, 32768 / 65535], [1, 1]], atol=1e-6
     )
@@ -136,6 +138,15 @@ def test_exif_orientation_of_a_jpeg(tmp_path: Path) -> None:
     Image.fromarray(stored).save(tmp_path / "o.jpg", exif=exif, quality=95)
     got = _pixels(tmp_path / "o.jpg", 1)[:, :, 0]
     assert got[:, 12:].mean() > 0.9 and got[:, :4].mean() < 0.1
+
+
+def test_an_unreadable_exif_block_leaves_the_image_as_stored(tmp_path: Path) -> None:
+    stored = np.arange(16, dtype=np.uint8).reshape(4, 4) * 16
+    Image.fromarray(stored).save(tmp_path / "e.png", exif=b"Exif\x00\x00garbage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning naming no file
+        got = _pixels(tmp_path / "e.png", 1)[:, :, 0]
+    np.testing.assert_allclose(got, stored / 255, atol=1e-6)
 
 
 def _png_claiming(path: Path, width: int, height: int) -> None:

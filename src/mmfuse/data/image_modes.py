@@ -2,7 +2,9 @@
 
 What each mode becomes (the table in docs/own-data.md):
 
-- EXIF orientation is applied first: phone cameras store photos sideways with a rotation tag.
+- EXIF orientation is applied first: phone cameras store photos sideways with a rotation tag. An
+  EXIF block that cannot be read leaves the image as stored (its pixels are fine; it decoded before
+  orientation was applied, and still does).
 - ``I;16`` / ``I;16B`` / ``I;16L`` (16-bit grey, e.g. 16-bit PNGs) and ``I`` (32-bit integer grey,
   what Pillow opens some 16-bit files as): value / 65535, values outside ``0..65535`` clipped. They are
   resized in floating point, so no precision is lost to an 8-bit step. ``F`` (float grey): taken as
@@ -18,6 +20,8 @@ What each mode becomes (the table in docs/own-data.md):
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -39,7 +43,7 @@ def image_to_array(img: Image.Image, channels: int, size: int, background: int =
     Raises:
         ValueError: a mode Pillow cannot convert to RGB (e.g. ``LAB``).
     """
-    ImageOps.exif_transpose(img, in_place=True)
+    _upright(img)
     if img.mode in HIGH_BIT_MODES:
         return _high_bit(img, channels, size)
     if img.mode in ALPHA_MODES or "transparency" in img.info:
@@ -51,6 +55,16 @@ def image_to_array(img: Image.Image, channels: int, size: int, background: int =
         img = img.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, 3)
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def _upright(img: Image.Image) -> None:
+    """Apply the EXIF orientation in place; an unreadable EXIF block is ignored."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data", naming no file
+            ImageOps.exif_transpose(img, in_place=True)
+    except Exception:  # Pillow's EXIF parser raises many kinds on a corrupt block (SyntaxError, struct.error)
+        return
 
 
 def _high_bit(img: Image.Image, channels: int, size: int) -> np.ndarray:
