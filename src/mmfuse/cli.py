@@ -19,7 +19,16 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
 
+from mmfuse.data.manifest import ManifestSource
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.callbacks import PredictionWriter
+from mmfuse.lit.checkpoint_source import (
+    CheckpointError,
+    checkpoint_tasks,
+    is_path,
+    local_checkpoint,
+    require_weights_only,
+)
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState, find_last_checkpoint
@@ -49,7 +58,10 @@ class MultimodalCLI(LightningCLI):
     Added on top of LightningCLI:
 
     - the data's tasks (names, kinds, classes) are linked into the model, and the encoders' names into
-      the fuser's ``modalities``, so each is set once;
+      the fuser's ``modalities``, so each is set once; ``validate``/``test``/``predict`` with a
+      ``--ckpt_path`` take the tasks and their classes from the checkpoint instead (given to the data);
+    - every checkpoint is read with ``weights_only=True``; a URL is downloaded once into mmfuse's
+      cache, keyed by the whole URL (:mod:`mmfuse.lit.checkpoint_source`);
     - ``--checkpoint.*``: ModelCheckpoint, best by ``val/acc`` plus ``last.ckpt``;
     - ``--predictions.output``: where ``predict`` writes its CSV;
     - Weights & Biases by default (``WandbLogger``: offline without an account), the config logged
@@ -62,7 +74,7 @@ class MultimodalCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the tasks (name, kind, class or label names) are the data's: plain dicts, so checkpoints stay plain
-        parser.link_arguments("data", "model.tasks", lambda dm: dm.tasks, apply_on="instantiate")
+        parser.link_arguments("data", "model.tasks", self._data_tasks, apply_on="instantiate")
         parser.link_arguments("model.encoders", "model.fusion.init_args.modalities", _sorted_keys)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -91,6 +103,53 @@ class MultimodalCLI(LightningCLI):
                 raise FileNotFoundError(f"--ckpt_path last: no checkpoints/last.ckpt under {root}")
             config.ckpt_path = str(last)
             self._resume_version = last.parent.parent.name  # continue logging in the same run directory
+        self._use_checkpoint(config)
+
+    #: the checkpoint evaluated by a command outside LightningCLI's subcommands (``mmfuse ablate``)
+    evaluated_checkpoint: str | None = None
+
+    def _use_checkpoint(self, config: Any) -> None:
+        """Make the checkpoint safe to load, and take the tasks from it when evaluating.
+
+        ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache (fetched
+        once, here, rather than by every process or stage); for ``validate``/``test``/``predict`` and
+        ``evaluated_checkpoint`` the checkpoint's tasks are read before the data is built.
+        """
+        self._checkpoint_tasks: list[TaskSpec] | None = None
+        #: the checkpoint as given (a URL stays a URL in messages) and its local file
+        self.checkpoint_source: str | None = self.evaluated_checkpoint
+        self.checkpoint_file: str | None = None
+        evaluate = self.evaluated_checkpoint is not None or self.subcommand in ("validate", "test", "predict")
+        if config is not None and "weights_only" in config:
+            config.weights_only = require_weights_only(config.get("weights_only"))
+        if config is not None and self.checkpoint_source is None:
+            self.checkpoint_source = config.get("ckpt_path")
+        if self.checkpoint_source is None or not is_path(self.checkpoint_source):
+            return
+        self.checkpoint_file = str(local_checkpoint(self.checkpoint_source))
+        if config is not None and config.get("ckpt_path") is not None:
+            config.ckpt_path = self.checkpoint_file
+        if evaluate:
+            self._checkpoint_tasks = checkpoint_tasks(self.checkpoint_file, source=self.checkpoint_source)
+
+    def _data_tasks(self, data: Any) -> list[TaskSpec]:
+        """The model's tasks: the checkpoint's when evaluating one (given to the data), else the data's."""
+        tasks = getattr(self, "_checkpoint_tasks", None)
+        if tasks is None:
+            return data.tasks
+        source = getattr(data, "source", None)
+        if isinstance(source, ManifestSource):
+            try:
+                source.use_tasks(tasks)
+            except ValueError as e:
+                raise CheckpointError(f"checkpoint {self.checkpoint_source}: {e}") from None
+        have = [dict(t) for t in data.tasks]
+        if have != [dict(t) for t in tasks]:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_source} was trained on the tasks {tasks}, "
+                f"but the data has {have}"
+            )
+        return tasks
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -147,7 +206,8 @@ class MultimodalCLI(LightningCLI):
 
     def _report_stage(self, stage: str) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
-        self._report([metrics], str(self.config_init[self.subcommand].get("ckpt_path") or ""), stage)
+        given = getattr(self, "checkpoint_source", None) or self.config_init[self.subcommand].get("ckpt_path")
+        self._report([metrics], str(given or ""), stage)  # a URL, not its copy in the cache
 
     def after_predict(self) -> None:
         callbacks = getattr(self.trainer, "callbacks", [])

@@ -44,13 +44,13 @@ def main(args: list[str]) -> int:
         "--output", type=Path, help="where to write the table (default: ablation.json in the run directory)"
     )
     own, rest = parser.parse_known_args(args)
-    cli = full_cli(rest)
+    cli = full_cli(rest, own.ckpt_path)  # the checkpoint's tasks and classes; a URL fetched once
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
     if not isinstance(model, MultimodalModule):
         parser.error(f"the model is a {type(model).__name__}, not a MultimodalModule")
     names = sorted(model.model.encoders)
     rows: list[dict[str, Any]] = []
-    ckpt: str | None = own.ckpt_path
+    ckpt: str | None = cli.checkpoint_file
     for size in range(len(names), 0, -1):
         for subset in itertools.combinations(names, size):
             model.keep_modalities = frozenset(subset)

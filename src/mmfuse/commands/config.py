@@ -53,9 +53,16 @@ def _cli(cli_class: type[MultimodalCLI], args: list[str]) -> MultimodalCLI:
         )
 
 
-def full_cli(args: list[str]) -> MultimodalCLI:
-    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run."""
-    return _cli(MultimodalCLI, args)
+def full_cli(args: list[str], ckpt_path: str | None = None) -> MultimodalCLI:
+    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run.
+
+    With ``ckpt_path``, the model's tasks (and the data's classes) are the checkpoint's, a URL is
+    fetched into the cache, and ``cli.checkpoint_file`` is the file to load.
+    """
+    if ckpt_path is None:
+        return _cli(MultimodalCLI, args)
+    evaluate = type("_EvaluateCLI", (MultimodalCLI,), {"evaluated_checkpoint": ckpt_path})
+    return _cli(evaluate, args)
 
 
 def parse_config(args: list[str]) -> Namespace:
