@@ -1,4 +1,5 @@
-"""A static file server on 127.0.0.1 for tests of remote checkpoints: bounded, and shut down on exit."""
+"""For tests of remote checkpoints: a static file server on 127.0.0.1 (bounded, shut down on exit),
+and a checkpoint that would run code if it were fully unpickled."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -48,3 +51,20 @@ def serve(folder: Path) -> Iterator[LoopbackServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+class Payload:
+    """Unpickling this creates ``marker``: code that a checkpoint must never get to run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def write_evil(path: Path, marker: Path, base: dict[str, object] | None = None) -> Path:
+    """A checkpoint (``base``, or a minimal one) that also holds a pickled payload."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**(base or {"state_dict": {"w": torch.zeros(2)}}), "payload": Payload(marker)}, path)
+    return path

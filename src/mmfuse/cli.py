@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -26,6 +27,8 @@ from mmfuse.lit.checkpoint_source import (
     CheckpointError,
     checkpoint_tasks,
     is_path,
+    is_remote,
+    load_checkpoint_file,
     local_checkpoint,
     require_weights_only,
 )
@@ -105,6 +108,15 @@ class MultimodalCLI(LightningCLI):
             self._resume_version = last.parent.parent.name  # continue logging in the same run directory
         self._use_checkpoint(config)
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads a local checkpoint's hyper-parameters here, before anything else, with
+        # torch's raw errors: read it first, so that a refused or truncated file is named clearly
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and is_path(ckpt_path) and not is_remote(ckpt_path) and Path(ckpt_path).is_file():
+            load_checkpoint_file(ckpt_path, map_location="cpu")
+        super()._parse_ckpt_path()
+
     #: the checkpoint evaluated by a command outside LightningCLI's subcommands (``mmfuse ablate``)
     evaluated_checkpoint: str | None = None
 
@@ -113,7 +125,7 @@ class MultimodalCLI(LightningCLI):
 
         ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache (fetched
         once, here, rather than by every process or stage); for ``validate``/``test``/``predict`` and
-        ``evaluated_checkpoint`` the checkpoint's tasks are read before the data is built.
+        ``evaluated_checkpoint`` the model's tasks are the checkpoint's, read before the data is built.
         """
         self._checkpoint_tasks: list[TaskSpec] | None = None
         #: the checkpoint as given (a URL stays a URL in messages) and its local file
@@ -129,8 +141,10 @@ class MultimodalCLI(LightningCLI):
         self.checkpoint_file = str(local_checkpoint(self.checkpoint_source))
         if config is not None and config.get("ckpt_path") is not None:
             config.ckpt_path = self.checkpoint_file
-        if evaluate:
-            self._checkpoint_tasks = checkpoint_tasks(self.checkpoint_file, source=self.checkpoint_source)
+        # read now (safely, tensors memory-mapped): a refused or truncated file stops the command before
+        # the data and model are built, named as given (a URL, not its copy in the cache)
+        tasks = checkpoint_tasks(self.checkpoint_file, source=self.checkpoint_source)
+        self._checkpoint_tasks = tasks if evaluate else None
 
     def _data_tasks(self, data: Any) -> list[TaskSpec]:
         """The model's tasks: the checkpoint's when evaluating one (given to the data), else the data's."""

@@ -12,24 +12,7 @@ import torch
 from mmfuse.lit.checkpoint_source import CheckpointError, cache_dir, local_checkpoint
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.resume import AtomicCheckpointIO
-from tests.loopback import serve
-
-
-class Payload:
-    """Unpickling this creates ``marker``: code that a checkpoint must never get to run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.marker), "w"))
-
-
-def write_evil(path: Path, marker: Path, base: dict[str, object] | None = None) -> Path:
-    """A checkpoint (``base``, or a minimal one) that also holds a pickled payload."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({**(base or {"state_dict": {"w": torch.zeros(2)}}), "payload": Payload(marker)}, path)
-    return path
+from tests.loopback import serve, write_evil
 
 
 @pytest.fixture(autouse=True)
