@@ -123,9 +123,10 @@ class MultimodalCLI(LightningCLI):
     def _use_checkpoint(self, config: Any) -> None:
         """Make the checkpoint safe to load, and take the tasks from it when evaluating.
 
-        ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache (fetched
-        once, here, rather than by every process or stage); for ``validate``/``test``/``predict`` and
-        ``evaluated_checkpoint`` the model's tasks are the checkpoint's, read before the data is built.
+        ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache, downloaded
+        here once per command (DDP processes started later find the copy validated, not a new download);
+        for ``validate``/``test``/``predict`` and ``evaluated_checkpoint`` the model's tasks are the
+        checkpoint's, read before the data is built.
         """
         self._checkpoint_tasks: list[TaskSpec] | None = None
         #: the checkpoint as given (a URL stays a URL in messages) and its local file

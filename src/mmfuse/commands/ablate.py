@@ -50,7 +50,7 @@ def main(args: list[str]) -> int:
         parser.error(f"the model is a {type(model).__name__}, not a MultimodalModule")
     names = sorted(model.model.encoders)
     rows: list[dict[str, Any]] = []
-    ckpt: str | None = cli.checkpoint_file
+    ckpt: str | None = cli.checkpoint_file or own.ckpt_path  # a URL's copy in the cache; `best` as given
     for size in range(len(names), 0, -1):
         for subset in itertools.combinations(names, size):
             model.keep_modalities = frozenset(subset)
