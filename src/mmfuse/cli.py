@@ -21,8 +21,19 @@ from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 
+from mmfuse.data.manifest import ManifestSource
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.callbacks import PredictionWriter
 from mmfuse.lit.checkpoint import RunCheckpoint
+from mmfuse.lit.checkpoint_source import (
+    CheckpointError,
+    checkpoint_tasks,
+    is_path,
+    is_remote,
+    load_checkpoint_file,
+    local_checkpoint,
+    require_weights_only,
+)
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.module import MultimodalModule
@@ -60,7 +71,10 @@ class MultimodalCLI(LightningCLI):
     Added on top of LightningCLI:
 
     - the data's tasks (names, kinds, classes) are linked into the model, and the encoders' names into
-      the fuser's ``modalities``, so each is set once;
+      the fuser's ``modalities``, so each is set once; ``validate``/``test``/``predict`` with a
+      ``--ckpt_path`` take the tasks and their classes from the checkpoint instead (given to the data);
+    - every checkpoint is read with ``weights_only=True``; a URL is downloaded once into mmfuse's
+      cache, keyed by the whole URL (:mod:`mmfuse.lit.checkpoint_source`);
     - ``--checkpoint.*``: ModelCheckpoint, best by ``val/acc`` plus ``last.ckpt``;
     - ``--predictions.output``: where ``predict`` writes its CSV;
     - Weights & Biases by default (``WandbLogger``: offline without an account), the config logged
@@ -73,7 +87,7 @@ class MultimodalCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the tasks (name, kind, class or label names) are the data's: plain dicts, so checkpoints stay plain
-        parser.link_arguments("data", "model.tasks", lambda dm: dm.tasks, apply_on="instantiate")
+        parser.link_arguments("data", "model.tasks", self._data_tasks, apply_on="instantiate")
         parser.link_arguments("model.encoders", "model.fusion.init_args.modalities", _sorted_keys)
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -102,6 +116,10 @@ class MultimodalCLI(LightningCLI):
         self._run_dir: Path | None = None
         self._resume_step: int | None = None
         self._train_run: dict[str, Any] | None = None
+        self._checkpoint_tasks: list[TaskSpec] | None = None
+        #: the checkpoint as given (a URL stays a URL in messages) and its local file
+        self.checkpoint_source: str | None = None
+        self.checkpoint_file: str | None = None
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         command = self.subcommand or (self._evaluation[0] if self._evaluation else None)
         if config is None or command is None:
@@ -121,6 +139,56 @@ class MultimodalCLI(LightningCLI):
         else:
             self._run_dir = evaluation_directory(ckpt, root, command)
             self._train_run = read_run_file(run_of_checkpoint(ckpt)) if ckpt else None
+        self._use_checkpoint(config, ckpt, evaluate=command != "fit")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads a local checkpoint's hyper-parameters here, before anything else, with
+        # torch's raw errors: read it first, so that a refused or truncated file is named clearly
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and is_path(ckpt_path) and not is_remote(ckpt_path) and Path(ckpt_path).is_file():
+            load_checkpoint_file(ckpt_path, map_location="cpu")
+        super()._parse_ckpt_path()
+
+    def _use_checkpoint(self, config: Any, ckpt: str | None, evaluate: bool) -> None:
+        """Make the checkpoint safe to load, and take the tasks from it when evaluating.
+
+        ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache, downloaded
+        here once per command (DDP processes started later find the copy validated, not a new download);
+        when evaluating (``validate``/``test``/``predict``/``ablate``) the model's tasks are the
+        checkpoint's, read before the data is built.
+        """
+        if "weights_only" in config:
+            config.weights_only = require_weights_only(config.get("weights_only"))
+        self.checkpoint_source = ckpt
+        if ckpt is None or not is_path(ckpt):
+            return
+        self.checkpoint_file = str(local_checkpoint(ckpt))
+        if config.get("ckpt_path") is not None:
+            config.ckpt_path = self.checkpoint_file
+        # read now (safely, tensors memory-mapped): a refused or truncated file stops the command before
+        # the data and model are built, named as given (a URL, not its copy in the cache)
+        tasks = checkpoint_tasks(self.checkpoint_file, source=self.checkpoint_source)
+        self._checkpoint_tasks = tasks if evaluate else None
+
+    def _data_tasks(self, data: Any) -> list[TaskSpec]:
+        """The model's tasks: the checkpoint's when evaluating one (given to the data), else the data's."""
+        tasks = getattr(self, "_checkpoint_tasks", None)
+        if tasks is None:
+            return data.tasks
+        source = getattr(data, "source", None)
+        if isinstance(source, ManifestSource):
+            try:
+                source.use_tasks(tasks)
+            except ValueError as e:
+                raise CheckpointError(f"checkpoint {self.checkpoint_source}: {e}") from None
+        have = [dict(t) for t in data.tasks]
+        if have != [dict(t) for t in tasks]:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_source} was trained on the tasks {tasks}, "
+                f"but the data has {have}"
+            )
+        return tasks
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -209,7 +277,8 @@ class MultimodalCLI(LightningCLI):
 
     def _report_stage(self, stage: str) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
-        self._report([metrics], str(self.config_init[self.subcommand].get("ckpt_path") or ""), stage)
+        given = getattr(self, "checkpoint_source", None) or self.config_init[self.subcommand].get("ckpt_path")
+        self._report([metrics], str(given or ""), stage)  # a URL, not its copy in the cache
 
     def after_predict(self) -> None:
         callbacks = getattr(self.trainer, "callbacks", [])

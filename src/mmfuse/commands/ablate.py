@@ -51,6 +51,7 @@ def main(args: list[str]) -> int:
         help="where to write the table (default: <run>/eval/<time>-ablate/ablation.json)",
     )
     own, rest = parser.parse_known_args(args)
+    # the checkpoint's tasks and classes; a URL fetched once; `last`: this experiment's last.ckpt
     cli = full_cli(rest, evaluation=("ablate", own.ckpt_path))
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
     if not isinstance(model, MultimodalModule):
@@ -58,7 +59,7 @@ def main(args: list[str]) -> int:
     cli.check_before_start("test")
     names = sorted(model.model.encoders)
     rows: list[dict[str, Any]] = []
-    ckpt: str | None = cli.checkpoint  # `last` resolved to this experiment's last.ckpt
+    ckpt: str | None = cli.checkpoint_file or cli.checkpoint  # a URL's copy in the cache; `last` resolved
     for size in range(len(names), 0, -1):
         for subset in itertools.combinations(names, size):
             model.keep_modalities = frozenset(subset)

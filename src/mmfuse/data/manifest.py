@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmfuse.data.errors import DataError
 from mmfuse.data.table import read_table
-from mmfuse.data.tasks import TargetError, TargetValue, Task, missing_value, read_target
+from mmfuse.data.tasks import TargetError, TargetValue, Task, TaskSpec, missing_value, read_target
 
 SPLITS = ("train", "val", "test")
 
@@ -364,6 +365,36 @@ class ManifestSource:
         if self.target is None:
             return []
         return [Task(name=self.target, classes=None if self.classes is None else list(self.classes))]
+
+    def use_tasks(self, specs: Sequence[TaskSpec]) -> None:
+        """Read exactly these tasks, with these class names: a checkpoint's, for evaluating it.
+
+        Each task keeps the columns (and delimiter) declared here under its name; a task not declared
+        here reads the column of its name. Nothing is inferred from the manifest any more: a target
+        outside the classes is a problem of its row, and an unlabelled manifest can be predicted.
+
+        Raises:
+            ValueError: a task declared here is not among ``specs``, or has another kind.
+        """
+        declared = {t.name: t for t in self.declared_tasks()}
+        wanted = [s["name"] for s in specs]
+        extra = [name for name in declared if name not in wanted]
+        if extra:
+            raise ValueError(
+                f"the data declares the task(s) {extra}, which the model was not trained on "
+                f"(its tasks: {wanted})"
+            )
+        tasks = []
+        for spec in specs:
+            task = declared.get(spec["name"]) or Task(name=spec["name"], kind=spec["kind"])
+            if task.kind != spec["kind"]:
+                raise ValueError(
+                    f"task {task.name!r} is {task.kind} in the data but {spec['kind']} in the model"
+                )
+            if task.kind == "multiclass" or task.delimited:
+                task = replace(task, classes=list(spec["names"]))
+            tasks.append(task)
+        self.tasks, self.classes = tasks, None
 
     def _hash_split(self, sample_id: str) -> str:
         digest = hashlib.sha256(f"{self.split_seed}:{sample_id}".encode()).digest()
