@@ -57,7 +57,7 @@ def test_two_urls_with_one_file_name_give_each_checkpoints_own_metrics(
 ) -> None:
     fitted = _metrics(trained.parent)
     best = next(trained.glob("best-*.ckpt"))
-    # run b: the same model, but its head always answers the last class ("zero")
+    # run b: the same model, but its head always answers the last class ("three")
     ckpt = torch.load(best, weights_only=True)
     head = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("model.heads.label.")}
     for key, value in head.items():
@@ -69,8 +69,8 @@ def test_two_urls_with_one_file_name_give_each_checkpoints_own_metrics(
     torch.save(ckpt, tmp_path / "srv" / "b" / "last.ckpt")
     with (synthetic_root / "manifest.csv").open() as f:
         labels = [r["label"] for r in csv.DictReader(f) if r["split"] == "test"]
-    always_zero = labels.count("zero") / len(labels)
-    assert always_zero != pytest.approx(fitted["test/acc"])  # else the test could not tell them apart
+    always_last = labels.count("three") / len(labels)
+    assert always_last != pytest.approx(fitted["test/acc"])  # else the test could not tell them apart
 
     with serve(tmp_path / "srv") as server:
         for run in ("a", "b"):
@@ -81,7 +81,7 @@ def test_two_urls_with_one_file_name_give_each_checkpoints_own_metrics(
             assert f"checkpoint: downloaded {url} -> {tmp_path / 'cache' / 'checkpoints'}" in out
             assert _metrics(tmp_path / run)["checkpoint"] == url
     assert _metrics(tmp_path / "a")["test/acc"] == pytest.approx(fitted["test/acc"])
-    assert _metrics(tmp_path / "b")["test/acc"] == pytest.approx(always_zero)
+    assert _metrics(tmp_path / "b")["test/acc"] == pytest.approx(always_last)
 
 
 @pytest.mark.parametrize("command", ["test", "ablate", "fit"])
