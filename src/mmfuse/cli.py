@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
 from rich.console import Console
@@ -22,6 +22,8 @@ from rich.console import Console
 from mmfuse.lit.callbacks import PredictionWriter
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.lit.progress import choose_progress_bar, stdout_is_terminal
+from mmfuse.lit.quiet import silence_known_noise
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState, find_last_checkpoint
 from mmfuse.lit.run_directory import run_directory
 from mmfuse.lit.run_facts import RunFacts
@@ -113,11 +115,11 @@ class MultimodalCLI(LightningCLI):
         )  # FSDP writes sharded checkpoints its own way
         if not sharded and not any(isinstance(p, CheckpointIO) for p in plugins):
             trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        callbacks = list(trainer_config.get("callbacks") or [])
-        if trainer_config.get("enable_progress_bar") is False:
-            # so that `--trainer.enable_progress_bar false` works with configs that add a progress bar
-            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        # `--trainer.enable_progress_bar false` removes a configured bar; plain lines when stdout is a file
+        enabled = trainer_config.get("enable_progress_bar") is not False
+        callbacks = choose_progress_bar(trainer_config.get("callbacks") or [], enabled, stdout_is_terminal())
         trainer_config["callbacks"] = [*callbacks, RandomState(), RunFacts()]
+        silence_known_noise(evaluating=self.subcommand in ("validate", "test", "predict"))
         return super().instantiate_trainer(**kwargs)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> pl.Trainer:
