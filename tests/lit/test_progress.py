@@ -52,6 +52,7 @@ def test_a_fit_with_stdout_to_a_file_prints_lines_as_it_goes(
     from mmfuse.lit.module import MultimodalModule
 
     monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["mmfuse"])  # the arguments are `args`, not pytest's
     out = tmp_path / "stdout.txt"
     args = [
         *quickstart_args(synthetic_root, tmp_path / "run"),  # its config adds a RichProgressBar
