@@ -58,7 +58,7 @@ class PlainProgress(ProgressBar):
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self._enabled:
-            print(*args, **kwargs, flush=True)
+            print(*args, **{"flush": True, **kwargs})  # a batch log shows each line as it is written
 
     # --- hooks -----------------------------------------------------------------------------------
 
