@@ -131,7 +131,9 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
 
     # test on the checkpoint reproduces the metrics written after fit
     main(["test", *quickstart_args(synthetic_root, tmp_path / "test"), "--ckpt_path", str(best)])
-    [again] = (tmp_path / "test").glob("*/*/test_metrics.json")
+    # the evaluation of a run's checkpoint lands in that run: <run>/eval/<time>-test/
+    [again] = run_dir.glob("eval/*-test/test_metrics.json")
+    assert not (tmp_path / "test").exists()
     assert json.loads(again.read_text())["test/acc"] == pytest.approx(
         json.loads(metrics_file.read_text())["test/acc"]
     )

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 from PIL import Image
@@ -245,13 +246,18 @@ def test_quickstart_uses_the_wandb_logger_config(capsys: pytest.CaptureFixture[s
     assert csv["class_path"] == "pytorch_lightning.loggers.CSVLogger"
 
 
+class FailOnTrainStart(pl.Callback):
+    """A failure after the W&B run started (a data or config mistake stops the command before it)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise RuntimeError("planted failure")
+
+
 def test_a_failed_fit_finishes_its_run(synthetic_root: Path, tmp_path: Path) -> None:
     import wandb
 
-    bad = (
-        "--data.init_args.modalities.text.init_args.vocab_size=300"  # caught in setup, after the run started
-    )
-    with pytest.raises(ValueError, match="vocab_size"):
-        main(["fit", *quickstart_args(synthetic_root, tmp_path), bad])
+    fail = '--trainer.callbacks+={"class_path": "tests.lit.test_wandb.FailOnTrainStart"}'
+    with pytest.raises(RuntimeError, match="planted failure"):
+        main(["fit", *quickstart_args(synthetic_root, tmp_path), fail])
     assert wandb.run is None  # finished, not left open for the next run in this process to reuse
     assert read_run(_one_run(tmp_path)).run_id  # and written to the end (its exit record)

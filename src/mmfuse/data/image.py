@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,17 +15,23 @@ from torch import Tensor
 
 from mmfuse.data.base import ModalityDataModule, Sample
 from mmfuse.data.errors import SampleError
+from mmfuse.data.image_modes import image_to_array
 
 if TYPE_CHECKING:
     from mmfuse.data.manifest import ManifestSource
 
 _CROP_PAD = 4  # pixels of reflect padding the random crop moves within
+# 50 megapixels: every camera and phone photo (48 MP sensors: 8000 x 6000) fits; one decode then
+# costs at most ~200 MB (RGBA), and Pillow's own decompression-bomb warning (89 MP) never fires first
+MAX_PIXELS = 50_000_000
 
 
 class ImageDataModule(ModalityDataModule):
     """Decodes image files (PNG, JPEG, anything Pillow reads) into ``(C, H, W)`` float tensors.
 
-    Each image is converted to grey (``channels=1``) or RGB (``channels=3``), resized to
+    Each image is turned upright (EXIF orientation), converted to grey (``channels=1``) or RGB
+    (``channels=3``) whatever its mode (16-bit scaled from its full range, transparency composited over
+    ``alpha_background``, palette and CMYK converted: see :mod:`mmfuse.data.image_modes`), resized to
     ``size x size`` with bilinear filtering, scaled to ``[0, 1]`` and normalised with
     ``(x - mean) / std`` per channel. The encoder receives ``pixel_values`` of shape ``(B, C, H, W)``.
 
@@ -42,12 +49,18 @@ class ImageDataModule(ModalityDataModule):
             random ``size x size`` crop of the image reflect-padded by 4 pixels.
         required: an empty cell is a problem (check-data reports it; training raises or skips the
             row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
+        max_pixels: an image with more pixels (width x height, read from the file's header before
+            decoding) is a problem of its row. None: no limit of mmfuse's (Pillow's own still refuses
+            images over ~179 million pixels).
+        alpha_background: grey level (0..255) that transparent pixels are composited over before
+            the alpha channel is dropped; 255 = white.
         source: the manifest, only needed when this module is used alone.
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
     """
 
     name = "image"
+    cell_is_path = True
 
     def __init__(
         self,
@@ -58,6 +71,8 @@ class ImageDataModule(ModalityDataModule):
         std: list[float] | None = None,
         augment: bool = False,
         required: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
+        alpha_background: int = 255,
         source: ManifestSource | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -76,6 +91,12 @@ class ImageDataModule(ModalityDataModule):
                 raise ValueError(f"{label} has {len(values)} values but channels={channels}")
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {std}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1 (or null for no limit), got {max_pixels}")
+        if not 0 <= alpha_background <= 255:
+            raise ValueError(f"alpha_background must be a grey level 0..255, got {alpha_background}")
+        self.max_pixels = max_pixels
+        self.alpha_background = alpha_background
         self.size = size
         self.channels = channels
         self.mean = mean
@@ -88,28 +109,41 @@ class ImageDataModule(ModalityDataModule):
         """Decode one image file into ``{"pixel_values": (C, size, size) float32}``.
 
         Raises:
-            SampleError: the file is missing or Pillow cannot decode it (corrupt, truncated, not an image).
+            SampleError: the file is missing, has more than ``max_pixels`` pixels, or Pillow cannot
+                decode it (corrupt, truncated, not an image).
         """
         path = root / cell
         if not path.is_file():
             raise SampleError("file not found", file=str(path))
         try:
-            with Image.open(path) as img:
-                img.load()  # decode now, so that a truncated file fails here and not later
-                img = img.convert("L" if self.channels == 1 else "RGB")
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            with warnings.catch_warnings():
+                if self.max_pixels is not None:
+                    # Pillow warns about huge images in Image.open, naming no file; max_pixels
+                    # reports them by row instead (without a limit, Pillow's warning is all there is)
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:  # lazy: the header is read, nothing decoded yet
+                    self._check_pixels(img.size, path)
+                    img.load()  # decode now, so that a truncated file fails here and not later
+                    array = image_to_array(img, self.channels, self.size, self.alpha_background)
+        except Image.DecompressionBombError as e:
+            raise SampleError(f"image too large for Pillow: {e}", file=str(path)) from None
+        except (OSError, SyntaxError, ValueError) as e:
             # UnidentifiedImageError is an OSError; some corrupt PNGs raise SyntaxError
             raise SampleError(f"cannot decode image: {e}", file=str(path)) from None
-        if img.size != (self.size, self.size):
-            img = img.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        array = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
-        if array.ndim == 2:
-            array = array[:, :, None]
         x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (C, H, W)
         if train and self.augment:
             x = self._augment(x)
         x = (x - self._mean) / self._std
         return {"pixel_values": x}
+
+    def _check_pixels(self, size: tuple[int, int], path: Path) -> None:
+        width, height = size
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise SampleError(
+                f"image is {width} x {height} = {width * height:,} pixels, more than "
+                f"max_pixels={self.max_pixels:,} (raise max_pixels to accept it)",
+                file=str(path),
+            )
 
     def _augment(self, x: Tensor) -> Tensor:
         """Random horizontal flip, then a random crop of the reflect-padded image. ``x``: (C, H, W)."""

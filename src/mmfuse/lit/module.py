@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from mmfuse.data.tasks import TaskSpec, output_width
+from mmfuse.lit.checkpoint_source import SafeLoading
 from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.optim import param_groups
@@ -34,11 +35,12 @@ from mmfuse.types import Batch
 STAGES = ("train", "val", "test")
 
 
-class MultimodalModule(pl.LightningModule):
+class MultimodalModule(SafeLoading, pl.LightningModule):
     """Trains encoders + fuser + one head per task (multiclass, multilabel, regression).
 
     Encoders and the fuser are built elsewhere (YAML ``class_path``/``init_args``) and injected.
     The tasks (their names, kinds and class names) are linked from the data by the CLI.
+    ``load_from_checkpoint`` reads with ``weights_only=True`` from any source (see ``SafeLoading``).
 
     Log keys: with one task ``train/loss``, ``val/loss``, ``val/acc``, ``val/f1`` (``val/auroc``
     with two classes; ``val/mae``, ``val/rmse``, ``val/r2`` for regression), ``test/...``; with several,
