@@ -250,6 +250,9 @@ class MultimodalCLI(LightningCLI):
             check_data_matches_model(data, model.model)
 
     def before_fit(self) -> None:
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, RunCheckpoint):
+                callback.resuming = self._resume_step is not None
         self.check_before_start("fit")
         describe = getattr(self.datamodule, "describe", None)
         if describe is not None and self.trainer.is_global_zero:
