@@ -38,7 +38,8 @@ def _setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def _metrics(root: Path) -> dict[str, object]:
-    [found] = root.rglob("test_metrics.json")
+    """The newest test_metrics.json under ``root`` (evaluations of one run accumulate in <run>/eval/)."""
+    found = max(root.rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime_ns)
     return dict(json.loads(found.read_text()))
 
 
@@ -55,7 +56,7 @@ def _fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_two_urls_with_one_file_name_give_each_checkpoints_own_metrics(
     synthetic_root: Path, trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fitted = _metrics(trained.parent)
+    fitted = json.loads((trained.parent / "test_metrics.json").read_text())  # the fit's own
     best = next(trained.glob("best-*.ckpt"))
     # run b: the same model, but its head always answers the last class ("three")
     ckpt = torch.load(best, weights_only=True)
@@ -138,7 +139,7 @@ def test_evaluation_takes_the_classes_from_the_checkpoint(
     # a manifest with 2 of the 4 classes: tested with the checkpoint's 4 outputs
     two = _manifest(synthetic_root, tmp_path, "two.csv", {"zero": "-", "three": "-"})
     main(["test", *common, *_with_manifest(tmp_path, two)])
-    assert 0 <= float(str(_metrics(tmp_path / "run")["test/acc"])) <= 1
+    assert 0 <= float(str(_metrics(trained.parent / "eval")["test/acc"])) <= 1  # under the checkpoint's run
 
     # an unlabelled manifest predicts, one probability per class of the checkpoint
     unlabelled = _manifest(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,10 @@ def test_sigterm_saves_last_and_resume_continues_the_same_run(
     assert _facts(run / "checkpoints" / "last.ckpt") == (1, 6)  # mid-epoch 1, not epoch 0's end
     assert not (run / "test_metrics.json").exists()
 
-    main(["fit", *args, "--ckpt_path", "last"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", *args, "--ckpt_path", "last"])
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # its own folder: no alarm
     assert _runs(tmp_path) == [run]  # the same run directory, no second one
     assert _facts(run / "checkpoints" / "last.ckpt") == (2, 12)
     metrics = json.loads((run / "test_metrics.json").read_text())

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -37,6 +37,8 @@ from mmfuse.lit.checkpoint_source import (
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.lit.progress import choose_progress_bar, stdout_is_terminal
+from mmfuse.lit.quiet import silence_known_noise
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
 from mmfuse.lit.run_directory import (
     checkpoint_facts,
@@ -219,11 +221,12 @@ class MultimodalCLI(LightningCLI):
         )  # FSDP writes sharded checkpoints its own way
         if not sharded and not any(isinstance(p, CheckpointIO) for p in plugins):
             trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        callbacks = list(trainer_config.get("callbacks") or [])
-        if trainer_config.get("enable_progress_bar") is False:
-            # so that `--trainer.enable_progress_bar false` works with configs that add a progress bar
-            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        # `--trainer.enable_progress_bar false` removes a configured bar; plain lines when stdout is a file
+        enabled = trainer_config.get("enable_progress_bar") is not False
+        callbacks = choose_progress_bar(trainer_config.get("callbacks") or [], enabled, stdout_is_terminal())
         trainer_config["callbacks"] = [*callbacks, RandomState(), RunFacts()]
+        command = self.subcommand or (self._evaluation[0] if self._evaluation else None)
+        silence_known_noise(evaluating=command not in (None, "fit"))
         return super().instantiate_trainer(**kwargs)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> pl.Trainer:
@@ -247,6 +250,9 @@ class MultimodalCLI(LightningCLI):
             check_data_matches_model(data, model.model)
 
     def before_fit(self) -> None:
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, RunCheckpoint):
+                callback.resuming = self._resume_step is not None
         self.check_before_start("fit")
         describe = getattr(self.datamodule, "describe", None)
         if describe is not None and self.trainer.is_global_zero:

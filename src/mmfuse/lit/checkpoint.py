@@ -33,6 +33,8 @@ class RunCheckpoint(ModelCheckpoint):
     ModelCheckpoint's (``--checkpoint.*``).
     """
 
+    #: set by the CLI when a fit resumes from a checkpoint of its own folder (no "not empty" warning)
+    resuming = False
     _newest_step = -1
     _usr1 = False
     _previous_usr1: Any = None
@@ -77,7 +79,7 @@ class RunCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         with warnings.catch_warnings():
-            if trainer.ckpt_path:  # a resumed run writes on into its own checkpoint folder
+            if self.resuming:  # a resumed run writes on into its own checkpoint folder
                 warnings.filterwarnings("ignore", "Checkpoint directory .* exists and is not empty")
             super().setup(trainer, pl_module, stage)
         if stage == "fit" and self.save_last and threading.current_thread() is threading.main_thread():

@@ -17,6 +17,7 @@ from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
+from mmfuse.lit.schedules import Interval, lr_scheduler_config
 from mmfuse.lit.tasks import (
     RegressionLoss,
     TaskLoss,
@@ -62,7 +63,12 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
             absent) with this probability, never all of a sample's modalities, so that the model
             learns to cope with missing inputs. Encoders still run on every batch (a fixed graph for DDP).
         optimizer: optimizer factory, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 0.001}}``.
-        scheduler: optional learning-rate scheduler factory, stepped every epoch.
+        scheduler: optional learning-rate scheduler factory: ``mmfuse.lit.schedules.WarmupCosine`` or
+            ``OneCycle`` (per step, as long as the run), a ``torch.optim.lr_scheduler`` class (per epoch)
+            or ReduceLROnPlateau (see :func:`~mmfuse.lit.schedules.lr_scheduler_config`).
+        scheduler_interval: ``step`` or ``epoch``; None: per step for mmfuse's schedules, else per epoch.
+        scheduler_monitor: the metric a plateau scheduler follows (in its own ``mode``); None: the
+            checkpoint's monitor and mode.
         compile: ``torch.compile`` each encoder and the fuser, in place (checkpoint keys are the
             same compiled or not). The first steps are slow while kernels compile.
         contrastive: a cross-modal contrastive objective between the modalities' pooled encoder
@@ -86,6 +92,8 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         modality_dropout: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Interval | None = None,
+        scheduler_monitor: str | None = None,
         compile: bool = False,
         contrastive: ContrastiveObjective | None = None,
         pretrained_lr: float | None = None,
@@ -129,6 +137,8 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         self.keep_modalities: frozenset[str] | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.scheduler_interval: Interval | None = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
         by_name = {t["name"]: t for t in self.tasks}
         outputs = {n: output_width(t) for n, t in by_name.items()}
         self.model = MultimodalModel(encoders, fusion, outputs, head_hidden, head_dropout)
@@ -342,7 +352,9 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         optimizer = self.optimizer_factory(param_groups(self, self.pretrained_lr))
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        scheduler = self.scheduler_factory(optimizer)
+        config = lr_scheduler_config(scheduler, self.trainer, self.scheduler_interval, self.scheduler_monitor)
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 def _has_live(value: Any) -> bool:
