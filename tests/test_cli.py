@@ -94,12 +94,12 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
 
     # no pickled modules: loads under torch's safe loader
     ckpt = torch.load(best, weights_only=True)
-    labels = ["one", "three", "two", "zero"]
+    labels = ["zero", "one", "two", "three"]
     assert ckpt["hyper_parameters"]["tasks"] == [{"name": "label", "kind": "multiclass", "names": labels}]
 
     # rebuilt from the checkpoint alone, same outputs
     model = MultimodalModule.load_from_checkpoint(best)
-    assert model.class_names == ["one", "three", "two", "zero"]
+    assert model.class_names == ["zero", "one", "two", "three"]
     state = {k: v for k, v in ckpt["state_dict"].items()}
     for k, v in model.state_dict().items():
         assert torch.equal(v, state[k]), k
@@ -117,21 +117,26 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
         ]
     )
     with out_csv.open() as f:
-        rows = list(csv.DictReader(f))
-    test_ids = {
-        line.split(",")[0]
-        for line in (synthetic_root / "manifest.csv").read_text().splitlines()
-        if ",test," in line
-    }
-    assert {r["id"] for r in rows} == test_ids and len(rows) == len(test_ids)
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["id", "prediction", "label", "correct", *(f"prob_{c}" for c in labels)]
+    with (synthetic_root / "manifest.csv").open() as f:
+        truth = {r["id"]: r["label"] for r in csv.DictReader(f) if r["split"] == "test"}
+    assert {r["id"] for r in rows} == set(truth) and len(rows) == len(truth)
     for r in rows:
         probs = {c: float(r[f"prob_{c}"]) for c in model.class_names}
         assert abs(sum(probs.values()) - 1) < 1e-4
         assert r["prediction"] == max(probs, key=probs.__getitem__)
+        # the true label beside the prediction, and whether they agree
+        assert r["label"] == truth[r["id"]]
+        assert r["correct"] == str(int(r["prediction"] == r["label"]))
+    assert {r["correct"] for r in rows} == {"0", "1"}  # both cases occur: the check is not vacuous
 
     # test on the checkpoint reproduces the metrics written after fit
     main(["test", *quickstart_args(synthetic_root, tmp_path / "test"), "--ckpt_path", str(best)])
-    [again] = (tmp_path / "test").glob("*/*/test_metrics.json")
+    # the evaluation of a run's checkpoint lands in that run: <run>/eval/<time>-test/
+    [again] = run_dir.glob("eval/*-test/test_metrics.json")
+    assert not (tmp_path / "test").exists()
     assert json.loads(again.read_text())["test/acc"] == pytest.approx(
         json.loads(metrics_file.read_text())["test/acc"]
     )

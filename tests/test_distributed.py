@@ -66,6 +66,12 @@ def _metrics(run_dir: Path, stage: str) -> dict[str, float]:
     return json.loads(path.read_text())
 
 
+def _evaluation(checkpoint: str, stage: str) -> dict[str, float]:
+    """The newest evaluation of a checkpoint: ``<run>/eval/<time>-<command>/<stage>_metrics.json``."""
+    found = Path(checkpoint).parent.parent.glob(f"eval/*/{stage}_metrics.json")
+    return json.loads(max(found, key=lambda p: p.stat().st_mtime_ns).read_text())
+
+
 DDP2 = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
 
 
@@ -78,15 +84,16 @@ def test_ddp_fit_then_exact_eval_and_predict(odd_manifest: Path, tmp_path: Path)
     # the same checkpoint on 1 and on 2 processes: identical val and test metrics
     for stage, command in (("val", "validate"), ("test", "test")):
         _mmfuse(command, *_args(odd_manifest, tmp_path / f"{stage}1"), f"--ckpt_path={best}")
+        one = _evaluation(best, stage)
         _mmfuse(command, *_args(odd_manifest, tmp_path / f"{stage}2"), f"--ckpt_path={best}", *DDP2)
-        one, two = _metrics(tmp_path / f"{stage}1", stage), _metrics(tmp_path / f"{stage}2", stage)
+        two = _evaluation(best, stage)
         assert one.keys() == two.keys()
         for key in one:
             if key.endswith("/loss"):
                 assert two[key] == pytest.approx(one[key], rel=1e-6), key  # a float sum in another order
             elif key != "checkpoint":
                 assert two[key] == one[key], key  # counts: exact
-    assert _metrics(tmp_path / "test2", "test")["test/acc"] == fitted["test/acc"]
+    assert _evaluation(best, "test")["test/acc"] == fitted["test/acc"]
     # 101 samples, 2 processes: every sample counted once (accuracy is a multiple of 1/101)
     assert round(fitted["test/acc"] * 101, 4) == round(fitted["test/acc"] * 101)
 
@@ -149,7 +156,7 @@ def test_two_simulated_nodes_train_and_match_one_process(odd_manifest: Path, tmp
     on_two = _metrics(tmp_path / "nodes", "test")
     best = on_two.pop("checkpoint")
     _mmfuse("test", *_args(odd_manifest, tmp_path / "one"), f"--ckpt_path={best}")
-    on_one = _metrics(tmp_path / "one", "test")
+    on_one = _evaluation(best, "test")
     assert on_one["test/acc"] == on_two["test/acc"] and on_one["test/f1"] == on_two["test/f1"]
 
 
@@ -165,8 +172,9 @@ def test_ddp_contrastive_trains_and_evaluates_retrieval_exactly(odd_manifest: Pa
     _mmfuse("fit", *args("fit"), *DDP2)
     best = _metrics(tmp_path / "fit", "test")["checkpoint"]
     _mmfuse("test", *args("one"), f"--ckpt_path={best}")
+    one = _evaluation(best, "test")
     _mmfuse("test", *args("two"), f"--ckpt_path={best}", *DDP2)
-    one, two = _metrics(tmp_path / "one", "test"), _metrics(tmp_path / "two", "test")
+    two = _evaluation(best, "test")
     recall = [k for k in one if "/retrieval/" in k]
     assert len(recall) == 18  # 3 pairs x 2 directions x recall@{1,5,10}
     for key in recall:
@@ -185,8 +193,9 @@ def test_ddp_multitask_eval_equals_one_process(odd_manifest: Path, tmp_path: Pat
     _mmfuse("fit", *args("fit"), *DDP2)
     best = _metrics(tmp_path / "fit", "test")["checkpoint"]
     _mmfuse("test", *args("one"), f"--ckpt_path={best}")
+    one = _evaluation(best, "test")
     _mmfuse("test", *args("two"), f"--ckpt_path={best}", *DDP2)
-    one, two = _metrics(tmp_path / "one", "test"), _metrics(tmp_path / "two", "test")
+    two = _evaluation(best, "test")
     assert {"test/label/acc", "test/cues/auroc", "test/tone_khz/r2"} <= one.keys() == two.keys()
     for key in one:
         if key == "checkpoint":

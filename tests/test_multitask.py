@@ -17,7 +17,7 @@ from tests.conftest import quickstart_args
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("configs/experiments/multitask.yaml", "configs/logger/csv.yaml")
 FAST = ["--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"]
-LABELS = ["one", "three", "two", "zero"]
+LABELS = ["zero", "one", "two", "three"]
 CUES = ["cue_image", "cue_text", "cue_audio"]
 
 
@@ -69,16 +69,30 @@ def test_multitask_fit_test_checkpoint_and_predict(synthetic_root: Path, tmp_pat
     assert reader.fieldnames == [
         "id",
         "label/prediction",
+        "label/label",
+        "label/correct",
         *(f"label/prob_{c}" for c in LABELS),
         *(f"cues/prob_{c}" for c in CUES),
+        *(f"cues/label_{c}" for c in CUES),
         "tone_khz/prediction",
+        "tone_khz/label",
     ]
     with (synthetic_root / "manifest.csv").open() as f:
-        test_ids = {r["id"] for r in csv.DictReader(f) if r["split"] == "test"}
-    assert {r["id"] for r in rows} == test_ids  # every test row, those without tone_khz included
+        truth = {r["id"]: r for r in csv.DictReader(f) if r["split"] == "test"}
+    assert {r["id"] for r in rows} == set(truth)  # every test row, those without tone_khz included
     for r in rows:
         probs = {c: float(r[f"label/prob_{c}"]) for c in LABELS}
         assert sum(probs.values()) == pytest.approx(1, abs=1e-4)
         assert r["label/prediction"] == max(probs, key=probs.__getitem__)
         assert all(0 <= float(r[f"cues/prob_{c}"]) <= 1 for c in CUES)
         assert math.isfinite(float(r["tone_khz/prediction"]))
+        # the true targets beside the predictions, empty where the manifest's cell is
+        row = truth[r["id"]]
+        assert r["label/label"] == row["label"]
+        assert r["label/correct"] == str(int(r["label/prediction"] == row["label"]))
+        assert [r[f"cues/label_{c}"] for c in CUES] == [row[c] for c in CUES]
+        if row["tone_khz"] == "":
+            assert r["tone_khz/label"] == ""
+        else:
+            assert float(r["tone_khz/label"]) == pytest.approx(float(row["tone_khz"]))
+    assert any(r["tone_khz/label"] == "" for r in rows) and any(r["label/correct"] == "1" for r in rows)

@@ -11,13 +11,14 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.utilities.rank_zero import rank_zero_only
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.markup import escape
 
@@ -25,14 +26,36 @@ import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the e
 from mmfuse.commands import user_errors
 from mmfuse.commands.help import LIGHTNING_PURPOSES, HelpFormatter, top_level_help
 from mmfuse.commands.user_errors import config_errors
+from mmfuse.data.manifest import ManifestSource
+from mmfuse.data.tasks import TaskSpec
 from mmfuse.lit.callbacks import PredictionWriter
+from mmfuse.lit.checkpoint import RunCheckpoint
+from mmfuse.lit.checkpoint_source import (
+    CheckpointError,
+    checkpoint_tasks,
+    is_path,
+    is_remote,
+    load_checkpoint_file,
+    local_checkpoint,
+    require_weights_only,
+)
 from mmfuse.lit.config_logging import RunConfigSaver
+from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.data_links import build_data, builds_encoder_settings, link_data_into_encoders
 from mmfuse.lit.module import MultimodalModule
-from mmfuse.lit.resume import AtomicCheckpointIO, RandomState, find_last_checkpoint
-from mmfuse.lit.run_directory import run_directory
+from mmfuse.lit.progress import choose_progress_bar, stdout_is_terminal
+from mmfuse.lit.quiet import silence_known_noise
+from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
+from mmfuse.lit.run_directory import (
+    checkpoint_facts,
+    evaluation_directory,
+    find_last_checkpoint,
+    place_logger,
+    run_directory,
+    run_of_checkpoint,
+)
 from mmfuse.lit.run_facts import RunFacts
-from mmfuse.lit.wandb_logger import WandbLogger
+from mmfuse.lit.wandb_logger import WandbLogger, read_run_file
 from mmfuse.lit.wandb_media import WandbMedia
 from mmfuse.pretrained import link_pretrained
 
@@ -56,7 +79,10 @@ class MultimodalCLI(LightningCLI):
     Added on top of LightningCLI:
 
     - the data's tasks (names, kinds, classes) are linked into the model, and the encoders' names into
-      the fuser's ``modalities``, so each is set once;
+      the fuser's ``modalities``, so each is set once; ``validate``/``test``/``predict`` with a
+      ``--ckpt_path`` take the tasks and their classes from the checkpoint instead (given to the data);
+    - every checkpoint is read with ``weights_only=True``; a URL is downloaded once into mmfuse's
+      cache, keyed by the whole URL (:mod:`mmfuse.lit.checkpoint_source`);
     - what the data decides about each encoder (``in_channels``, the learnt ``vocab_size``, ``n_mels``)
       is filled into ``model.encoders`` before the model is built (the data is built first, once:
       :mod:`mmfuse.lit.data_links`);
@@ -80,9 +106,9 @@ class MultimodalCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # the tasks (name, kind, class or label names) are the data's: plain dicts, so checkpoints stay plain
-        parser.link_arguments("data", "model.tasks", lambda dm: dm.tasks, apply_on="instantiate")
+        parser.link_arguments("data", "model.tasks", self._data_tasks, apply_on="instantiate")
         parser.link_arguments("model.encoders", "model.fusion.init_args.modalities", _sorted_keys)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -97,19 +123,92 @@ class MultimodalCLI(LightningCLI):
         # the logger's files go under default_root_dir too (W&B: <root>/wandb/, <root>/<project>/<run id>/)
         parser.link_arguments("trainer.default_root_dir", "trainer.logger.init_args.save_dir", _root_or_cwd)
 
+    def __init__(self, *args: Any, evaluation: tuple[str, str | None] | None = None, **kwargs: Any) -> None:
+        """``evaluation``: (command, checkpoint) of an mmfuse command that evaluates a checkpoint with
+        this CLI built but not run (``ablate``); LightningCLI's own subcommands need none."""
+        self._evaluation = evaluation
+        super().__init__(*args, **kwargs)
+
     def before_instantiate_classes(self) -> None:
-        self._resume_version: str | None = None
-        config = self.config.get(self.subcommand) if self.subcommand else None
-        if config is not None:
-            with config_errors():  # two settings that disagree, a model that is not installed
-                link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
-        if self.subcommand == "fit" and config is not None and config.get("ckpt_path") == "last":
-            root = config.trainer.get("default_root_dir") or os.getcwd()
-            last = find_last_checkpoint(root)
-            if last is None:
-                raise FileNotFoundError(f"--ckpt_path last: no checkpoints/last.ckpt under {root}")
-            config.ckpt_path = str(last)
-            self._resume_version = last.parent.parent.name  # continue logging in the same run directory
+        #: where this command's run writes when not in a folder of its own: a resumed fit's run
+        #: directory, or an evaluation's <run>/eval/<time>-<command>
+        self._run_dir: Path | None = None
+        self._resume_step: int | None = None
+        self._train_run: dict[str, Any] | None = None
+        self._checkpoint_tasks: list[TaskSpec] | None = None
+        #: the checkpoint as given (a URL stays a URL in messages) and its local file
+        self.checkpoint_source: str | None = None
+        self.checkpoint_file: str | None = None
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        command = self.subcommand or (self._evaluation[0] if self._evaluation else None)
+        if config is None or command is None:
+            return
+        with config_errors():  # two settings that disagree, a model that is not installed
+            link_pretrained(config)  # the text data's tokenizer, image mean/std from HF encoders
+        ckpt = config.get("ckpt_path") if self.subcommand else self._evaluation[1]  # type: ignore[index]
+        root = config.trainer.get("default_root_dir") or os.getcwd()
+        if ckpt == "last":  # this experiment's last.ckpt: the run whose config has these encoders and fuser
+            ckpt = str(find_last_checkpoint(root, config.as_dict()))
+            if self.subcommand:
+                config.ckpt_path = ckpt
+            console.print(f"[bold]--ckpt_path last[/bold] {ckpt}")
+        self.checkpoint: str | None = ckpt  # resolved: `last` is a path now
+        if command == "fit":
+            self._run_dir = run_of_checkpoint(ckpt) if ckpt else None  # resume: continue that run
+            self._resume_step = checkpoint_facts(ckpt).get("global_step") if ckpt and self._run_dir else None
+        else:
+            self._run_dir = evaluation_directory(ckpt, root, command)
+            self._train_run = read_run_file(run_of_checkpoint(ckpt)) if ckpt else None
+        self._use_checkpoint(config, ckpt, evaluate=command != "fit")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads a local checkpoint's hyper-parameters here, before anything else, with
+        # torch's raw errors: read it first, so that a refused or truncated file is named clearly
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and is_path(ckpt_path) and not is_remote(ckpt_path) and Path(ckpt_path).is_file():
+            load_checkpoint_file(ckpt_path, map_location="cpu")
+        super()._parse_ckpt_path()
+
+    def _use_checkpoint(self, config: Any, ckpt: str | None, evaluate: bool) -> None:
+        """Make the checkpoint safe to load, and take the tasks from it when evaluating.
+
+        ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache, downloaded
+        here once per command (DDP processes started later find the copy validated, not a new download);
+        when evaluating (``validate``/``test``/``predict``/``ablate``) the model's tasks are the
+        checkpoint's, read before the data is built.
+        """
+        if "weights_only" in config:
+            config.weights_only = require_weights_only(config.get("weights_only"))
+        self.checkpoint_source = ckpt
+        if ckpt is None or not is_path(ckpt):
+            return
+        self.checkpoint_file = str(local_checkpoint(ckpt))
+        if config.get("ckpt_path") is not None:
+            config.ckpt_path = self.checkpoint_file
+        # read now (safely, tensors memory-mapped): a refused or truncated file stops the command before
+        # the data and model are built, named as given (a URL, not its copy in the cache)
+        tasks = checkpoint_tasks(self.checkpoint_file, source=self.checkpoint_source)
+        self._checkpoint_tasks = tasks if evaluate else None
+
+    def _data_tasks(self, data: Any) -> list[TaskSpec]:
+        """The model's tasks: the checkpoint's when evaluating one (given to the data), else the data's."""
+        tasks = getattr(self, "_checkpoint_tasks", None)
+        if tasks is None:
+            return data.tasks
+        source = getattr(data, "source", None)
+        if isinstance(source, ManifestSource):
+            try:
+                source.use_tasks(tasks)
+            except ValueError as e:
+                raise CheckpointError(f"checkpoint {self.checkpoint_source}: {e}") from None
+        have = [dict(t) for t in data.tasks]
+        if have != [dict(t) for t in tasks]:
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_source} was trained on the tasks {tasks}, "
+                f"but the data has {have}"
+            )
+        return tasks
 
     def instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -119,6 +218,8 @@ class MultimodalCLI(LightningCLI):
             if builds_encoder_settings(config):
                 # the data first: what it learns from the train split sizes the encoders (lit/data_links.py)
                 data = build_data(config)
+                if getattr(self, "_checkpoint_tasks", None) is not None:
+                    self._data_tasks(data)  # the checkpoint's tasks, before the data reads its manifest
                 for note in link_data_into_encoders(config, data):
                     if getattr(rank_zero_only, "rank", 0) == 0:
                         Console(stderr=True, soft_wrap=True).print(f"[bold]note[/bold] {escape(note)}")
@@ -136,9 +237,17 @@ class MultimodalCLI(LightningCLI):
             root = trainer_config.get("default_root_dir") or os.getcwd()
             trainer_config["logger"] = WandbLogger(save_dir=root)
         loggers = trainer_config["logger"]
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
+        ckpt = self._get(self.config_init, "ckpt_path") if self.subcommand else None
+        for logger in loggers if isinstance(loggers, list) else [loggers] if loggers else []:
+            if self._run_dir is not None:
+                place_logger(logger, self._run_dir, self._resume_step)
             if isinstance(logger, WandbLogger) and self.subcommand == "fit":
-                logger.continue_run(self._get(self.config_init, "ckpt_path"))  # resume: the same W&B run
+                logger.continue_run(ckpt)  # resume: the same W&B run
+            elif isinstance(logger, WandbLogger):
+                command, evaluated = (
+                    (self.subcommand, ckpt) if self.subcommand else self._evaluation or ("", None)
+                )
+                logger.evaluate(command, evaluated, self._train_run)
         if self.save_config_callback is SaveConfigCallback:
             self.save_config_callback = RunConfigSaver  # config.yaml in the run directory, and to W&B
         # every run: atomic checkpoint writes and random states saved for an exact resume
@@ -149,11 +258,12 @@ class MultimodalCLI(LightningCLI):
         )  # FSDP writes sharded checkpoints its own way
         if not sharded and not any(isinstance(p, CheckpointIO) for p in plugins):
             trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        callbacks = list(trainer_config.get("callbacks") or [])
-        if trainer_config.get("enable_progress_bar") is False:
-            # so that `--trainer.enable_progress_bar false` works with configs that add a progress bar
-            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        # `--trainer.enable_progress_bar false` removes a configured bar; plain lines when stdout is a file
+        enabled = trainer_config.get("enable_progress_bar") is not False
+        callbacks = choose_progress_bar(trainer_config.get("callbacks") or [], enabled, stdout_is_terminal())
         trainer_config["callbacks"] = [*callbacks, RandomState(), RunFacts()]
+        command = self.subcommand or (self._evaluation[0] if self._evaluation else None)
+        silence_known_noise(evaluating=command not in (None, "fit"))
         return super().instantiate_trainer(**kwargs)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> pl.Trainer:
@@ -162,10 +272,37 @@ class MultimodalCLI(LightningCLI):
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, callbacks)
 
+    def check_before_start(self, stage: str) -> None:
+        """Read the data and check it against the model before the trainer starts, so that a data or
+        config mistake stops the command before anything is written to disk or to W&B (rank 0; the
+        other processes check as their stage starts)."""
+        data, model = self.datamodule, self.model
+        # the rank from the environment: before the trainer starts, its own rank is not set yet
+        if data is None or getattr(rank_zero_only, "rank", 0) != 0:
+            return
+        data.trainer = self.trainer  # rows left out in skip mode are reported in the run directory
+        data.prepare_data()
+        data.setup(stage)
+        if isinstance(model, MultimodalModule):
+            check_data_matches_model(data, model.model)
+
     def before_fit(self) -> None:
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, RunCheckpoint):
+                callback.resuming = self._resume_step is not None
+        self.check_before_start("fit")
         describe = getattr(self.datamodule, "describe", None)
         if describe is not None and self.trainer.is_global_zero:
             console.print(f"[bold]data[/bold] {describe()}")
+
+    def before_validate(self) -> None:
+        self.check_before_start("validate")
+
+    def before_test(self) -> None:
+        self.check_before_start("test")
+
+    def before_predict(self) -> None:
+        self.check_before_start("predict")
 
     def after_fit(self) -> None:
         if self.trainer.interrupted:
@@ -183,7 +320,8 @@ class MultimodalCLI(LightningCLI):
 
     def _report_stage(self, stage: str) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
-        self._report([metrics], str(self.config_init[self.subcommand].get("ckpt_path") or ""), stage)
+        given = getattr(self, "checkpoint_source", None) or self.config_init[self.subcommand].get("ckpt_path")
+        self._report([metrics], str(given or ""), stage)  # a URL, not its copy in the cache
 
     def after_predict(self) -> None:
         callbacks = getattr(self.trainer, "callbacks", [])

@@ -43,11 +43,14 @@ class Messy:
     good_ids: dict[str, set[str]] = field(default_factory=dict)
 
 
+MAX_PIXELS = 1024  # the good images have 64 pixels, the planted big one 1600
+
+
 def modalities() -> dict[str, ModalityDataModule]:
     """Tiny decoders for the messy data: text is required, audio is not resampled."""
     return {
         "audio": AudioDataModule(sample_rate=8000, n_fft=128, hop_length=128, n_mels=8),
-        "image": ImageDataModule(size=8),
+        "image": ImageDataModule(size=8, max_pixels=MAX_PIXELS),
         "text": TextDataModule(max_length=8, vocab_size=64, required=True),
     }
 
@@ -57,7 +60,8 @@ def source(messy: Messy) -> ManifestSource:
 
 
 def build_messy(root: Path) -> Messy:
-    """14 good rows (two of them partial) and 16 bad ones, one problem each."""
+    """16 good rows (two of them partial, one with a 200,000-character text) and 19 bad ones, one
+    problem each."""
     media = root / "media"
     media.mkdir(parents=True, exist_ok=True)
     lines: list[list[str] | str] = []  # a str is written as a raw (malformed) line
@@ -84,6 +88,10 @@ def build_messy(root: Path) -> Messy:
     sf.write(media / "nan.wav", nan, 8000, subtype="FLOAT")
     sf.write(media / "silent.wav", np.zeros(800, np.float32), 8000)
     write_wav(media / "fast.wav", 99, sample_rate=16000, seconds=0.1)
+    write_png(media / "big.png", 98, size=40)  # 1600 pixels > MAX_PIXELS
+    outside = root.parent / "outside"  # real files, readable, but not under the manifest's folder
+    write_png(outside / "secret.png", 97, size=8)
+    write_wav(outside / "secret.wav", 96, seconds=0.1)
 
     planted: list[tuple[str, str, dict[str, str], str | None, str]] = [
         ("train", "b_missing", {"image": "media/gone.png"}, "image", "file not found"),
@@ -100,6 +108,9 @@ def build_messy(root: Path) -> Messy:
         ("test", "g3", {}, "id", "the same id is in two splits: 'train' (row 4) and 'test'"),
         ("training", "b_split", {}, "split", "split 'training' is not one of"),
         ("train", "", {}, "id", "empty id"),
+        ("test", "b_big", {"image": "media/big.png"}, "image", f"more than max_pixels={MAX_PIXELS:,}"),
+        ("test", "b_dotdot", {"image": "../outside/secret.png"}, "image", "a path outside the manifest"),
+        ("test", "b_abs", {"audio": str(outside / "secret.wav")}, "audio", "an absolute path outside"),
     ]
     messy = Messy(manifest=root / "manifest.csv")
     entries: list[tuple[list[str] | str, str | None, str, str]] = []  # (line, column, reason, split)
@@ -117,6 +128,9 @@ def build_messy(root: Path) -> Messy:
     )
     lines += [line for line, *_ in entries]
     lines.append(good(200, "test"))  # read as usual after the unterminated quote
+    long_text = good(201, "test")
+    long_text[3] = "purr " * 40_000  # 200,000 characters: more than csv's default field limit
+    lines.append(long_text)
 
     start = len(splits)  # data rows before the planted ones
     for k, (line, column, reason, split) in enumerate(entries):
@@ -143,7 +157,7 @@ def build_messy(root: Path) -> Messy:
     return messy
 
 
-def tiny_module(fusion: str = "concat", **kwargs: Any) -> MultimodalModule:
+def tiny_module(fusion: str = "concat", classes: list[str] = CLASSES, **kwargs: Any) -> MultimodalModule:
     """A model for :func:`modalities`' data, as small as it gets."""
     names = ["audio", "image", "text"]
     fusers: dict[str, Fuser] = {
@@ -156,5 +170,5 @@ def tiny_module(fusion: str = "concat", **kwargs: Any) -> MultimodalModule:
         "image": ImageCNN(d_model=8, channels=[8]),
         "text": TextRNN(vocab_size=64, d_model=8, embed_dim=8, hidden_size=8),
     }
-    tasks = [TaskSpec(name="label", kind="multiclass", names=CLASSES)]
+    tasks = [TaskSpec(name="label", kind="multiclass", names=list(classes))]
     return MultimodalModule(encoders, fusers[fusion], tasks=tasks, **kwargs)  # type: ignore[arg-type]

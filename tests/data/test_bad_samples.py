@@ -84,7 +84,7 @@ def shared_messy(tmp_path_factory: pytest.TempPathFactory) -> Messy:
     return build_messy(tmp_path_factory.mktemp("messy"))
 
 
-@pytest.mark.parametrize("which", range(16))
+@pytest.mark.parametrize("which", range(19))
 def test_error_mode_stops_at_each_planted_problem(tmp_path: Path, shared_messy: Messy, which: int) -> None:
     # the 14 good rows, then one planted bad row (row 15): training must stop there, naming it
     row, column, fragment = sorted(shared_messy.planted, key=lambda p: p[0])[which]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from mmfuse.cli import main
@@ -21,7 +24,7 @@ from mmfuse.data import (
 from mmfuse.data.check import check
 from mmfuse.data.decode import STATUSES
 from tests.conftest import quickstart_args, write_manifest
-from tests.data.messy import Messy, build_messy, modalities, source
+from tests.data.messy import MAX_PIXELS, Messy, build_messy, modalities, source
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,6 +74,7 @@ def _config(tmp_path: Path, messy: Messy) -> Path:
     spec = {name: {"class_path": f"mmfuse.data.{type(dm).__name__}"} for name, dm in modalities().items()}
     spec["audio"]["init_args"] = {"sample_rate": 8000, "n_fft": 128, "hop_length": 128, "n_mels": 8}
     spec["text"]["init_args"] = {"required": True}
+    spec["image"]["init_args"] = {"max_pixels": MAX_PIXELS}
     config["data"]["init_args"]["source"] = {
         "class_path": "mmfuse.data.ManifestSource",
         "init_args": {"path": str(messy.manifest), "classes": ["cat", "dog"]},
@@ -98,7 +102,7 @@ def test_command_prints_one_line_per_problem_and_fails(
         and line.endswith("audio is silent (every sample is zero)")
         for line in lines
     )
-    assert "16 problems in 16 rows" in printed
+    assert "19 problems in 19 rows" in printed
     with out_csv.open() as f:
         rows = list(csv.DictReader(f))
     assert {(int(r["row"]), r["column"] or None) for r in rows} == {(r, c) for r, c, _ in messy.planted}
@@ -136,23 +140,31 @@ def test_a_column_that_does_not_exist(tmp_path: Path, small_manifest: Path) -> N
 
 def test_jsonl_bad_lines_are_reported_and_the_rest_is_read(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
-    good = [json.dumps({"id": f"s{i}", "split": "train", "text": "hi there", "label": "a"}) for i in range(3)]
+    good = [
+        json.dumps({"id": f"s{i}", "split": split, "text": "hi there", "label": "a"})
+        for i, split in enumerate(["train", "val", "test"])
+    ]
+    deep = '{"id": "s7", "text": ' + "[" * 5000 + "]" * 5000 + "}"  # 10 KB, nested 5000 levels
     path.write_bytes(
         "\n".join([good[0], '{"id": "s9", "text": ', good[1], '["a list"]', good[2]]).encode()
         + b'\n{"id": "s8", "text": "\xff\xfe"}\n'
+        + deep.encode()
     )
     report = check(ManifestSource(str(path)), {"text": TextDataModule()}, num_workers=0)
     assert [(e.row, e.reason.split(":")[0]) for e in report.problems] == [
         (2, "line 2"),
         (4, "line 4"),
         (6, "line 6"),
+        (7, "line 7"),
     ]
     assert "not valid JSON" in report.problems[0].reason and "not valid UTF-8" in report.problems[2].reason
-    assert report.rows == {"train": 3, "unknown": 3}
+    assert report.problems[3].reason == "line 7: not valid JSON (nested too deeply)"
+    assert report.rows == {"train": 1, "val": 1, "test": 1, "unknown": 4}
 
 
 def test_stray_labels_are_not_taken_for_classes(tmp_path: Path) -> None:
-    rows = [{"id": f"s{i}", "split": "train", "text": "t", "label": "abc"[i % 3]} for i in range(30)]
+    splits = ["train"] * 24 + ["val"] * 3 + ["test"] * 3
+    rows = [{"id": f"s{i}", "split": s, "text": "t", "label": "abc"[i % 3]} for i, s in enumerate(splits)]
     rows.append({"id": "x", "split": "train", "text": "t", "label": "banana"})
     report = check(
         ManifestSource(str(write_manifest(tmp_path / "m.csv", rows))), {"text": TextDataModule()}, 0
@@ -174,3 +186,56 @@ def test_wrong_sample_rate_is_fine_with_resample(messy: Messy) -> None:
     report = check(source(messy), mods, num_workers=0)
     assert not any(e.sample_id == "b_rate" for e in report.problems)
     assert len(report.problems) == len(messy.planted) - 1
+
+
+class _CallsGetcwd:
+    """Unpickling this calls ``os.getcwd`` (harmless): content that ``weights_only`` refuses."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (os.getcwd, ())
+
+
+def test_every_planted_graph_problem_and_no_other(tmp_path: Path) -> None:
+    pytest.importorskip("torch_geometric")
+    from mmfuse.data.graph import GraphDataModule
+
+    root = tmp_path / "graphs"
+    (root / "g").mkdir(parents=True)
+    ring = {"x": [[1.0, 0.0]] * 3, "edge_index": [[0, 1, 2], [1, 2, 0]]}
+    rows = []
+    for i, split in enumerate(["train"] * 4 + ["val", "test"]):
+        (root / "g" / f"{i}.json").write_text(json.dumps(ring))
+        rows.append({"id": f"g{i}", "split": split, "graph": f"g/{i}.json", "label": "ab"[i % 2]})
+    (root / "g" / "deep.json").write_text('{"x": ' + "[" * 20_000 + "]" * 20_000 + "}")  # 40 KB
+    (root / "g" / "big.json").write_text(json.dumps({"x": [[0.5, 0.5]] * 12_000, "edge_index": []}))
+    nodes = torch.ones(2, 2)
+    torch.save(
+        {"x": nodes, "edge_index": torch.zeros(2, 0, dtype=torch.long), "a": _CallsGetcwd()},
+        root / "g" / "u.pt",
+    )
+    (root / "g" / "junk.pt").write_bytes(b"hello world")
+    (tmp_path / "elsewhere.json").write_text(json.dumps(ring))
+    planted = [
+        ("train", "b_deep", "g/deep.json", "nested too deeply"),
+        ("train", "b_big", "g/big.json", "more than max_json_mb=0.1"),
+        ("val", "b_unsafe", "g/u.pt", "unsafe content refused"),
+        ("test", "b_junk", "g/junk.pt", "cannot read .pt file"),
+        ("train", "b_outside", "../elsewhere.json", "a path outside the manifest's folder"),
+    ]
+    for split, sample_id, cell, _ in planted:
+        rows.append({"id": sample_id, "split": split, "graph": cell, "label": "a"})
+    manifest = write_manifest(root / "manifest.csv", rows)
+    expected = {(7 + n, "graph", fragment) for n, (*_, fragment) in enumerate(planted)}
+    source = ManifestSource(str(manifest), classes=["a", "b"])
+    report = check(source, {"graph": GraphDataModule(node_dim=2, max_json_mb=0.1)}, num_workers=2)
+    _matches(expected, report.problems)
+    # skip mode leaves out exactly these rows, and accounts for every row
+    data = MultimodalDataModule(
+        source, {"graph": GraphDataModule(node_dim=2, max_json_mb=0.1)}, on_bad_sample="skip"
+    )
+    data.setup("fit")
+    data.setup("test")
+    assert {e.sample_id for e in data.selection.skipped()} == {p[1] for p in planted}
+    for count in data.selection.accounting().values():
+        assert count["used"] + count["skipped"] == count["rows"]
+    assert data.selection.accounting()["train"] == {"rows": 7, "used": 4, "skipped": 3}

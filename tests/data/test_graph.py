@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Data, HeteroData
 
+from mmfuse.data.check import check
 from mmfuse.data.errors import DataError, SampleError
 from mmfuse.data.graph import GraphDataModule
 from mmfuse.data.manifest import ManifestSource
@@ -91,7 +93,7 @@ def test_pt_with_foreign_objects_needs_trust_pickle(tmp_path: Path) -> None:
         "d.pt",
         Data(x=torch.ones(2, 1), edge_index=torch.zeros(2, 0, dtype=torch.long), a=np.zeros(2)),
     )
-    with pytest.raises(SampleError, match=r"d\.pt: torch.load\(weights_only=True\) refuses .*trust_pickle"):
+    with pytest.raises(SampleError, match=r"d\.pt: unsafe content refused .*trust_pickle: true"):
         GraphDataModule(node_dim=1).load(name, tmp_path, train=False)
     g = GraphDataModule(node_dim=1, trust_pickle=True).load(name, tmp_path, train=False)
     assert g["x"].shape == (2, 1)
@@ -240,3 +242,67 @@ def test_malformed_graph_in_manifest_names_row_id_and_column(tmp_path: Path) -> 
     dm.setup("fit")
     with pytest.raises(DataError, match=r"4\.json.*row 5.*id 's4'.*column 'graph'.*edge index out of range"):
         next(iter(dm.train_dataloader()))
+
+
+class _CallsGetcwd:
+    """Unpickling this calls ``os.getcwd``: harmless, but a function from a module torch blocks."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (os.getcwd, ())
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_unsafe_pt_is_refused_with_mmfuses_own_message(tmp_path: Path, legacy: bool) -> None:
+    # torch 2.13 words the refusal of a blocked module differently ("... whose module posix is
+    # blocked") and advises weights_only=False; the message must be mmfuse's whatever torch says
+    graph = {"x": torch.ones(2, 1), "edge_index": torch.zeros(2, 0, dtype=torch.long), "a": _CallsGetcwd()}
+    torch.save(graph, tmp_path / "u.pt", _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(SampleError) as info:
+        GraphDataModule(node_dim=1).load("u.pt", tmp_path, train=False)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'u.pt'}: unsafe content refused (")
+    assert "getcwd" in message  # what was refused
+    assert "trust_pickle: true" in message and "off by default" in message and "can run code" in message
+    assert "weights_only` set to `False`" not in message and "will likely succeed" not in message
+    assert "cannot read" not in message and "corrupt" not in message
+
+
+def test_unreadable_pt_raises_a_sample_error_whatever_torch_raises(tmp_path: Path) -> None:
+    (tmp_path / "t.pt").write_bytes(b"hello world")  # torch.load raises KeyError on this
+    with pytest.raises(SampleError, match=r"t\.pt: cannot read \.pt file"):
+        GraphDataModule(node_dim=1).load("t.pt", tmp_path, train=False)
+
+
+DEEP = '{"x": ' + "[" * 1000 + "]" * 1000 + ', "edge_index": []}'  # 2 KB, nested 1000 levels
+
+
+def test_deeply_nested_json_is_a_problem_of_its_row(tmp_path: Path) -> None:
+    manifest = _graph_manifest(tmp_path)
+    (tmp_path / "g" / "4.json").write_text(DEEP)
+    report = check(ManifestSource(str(manifest)), {"graph": GraphDataModule(node_dim=2)}, num_workers=2)
+    [error] = report.problems
+    assert (error.row, error.sample_id, error.column, error.split) == (5, "s4", "graph", "train")
+    assert error.file == str(tmp_path / "g" / "4.json")
+    # Python 3.11's json recurses per level; a newer one may parse it and fail the shape check
+    assert "nested too deeply" in error.reason or "not a regular table" in error.reason
+    data = MultimodalDataModule(ManifestSource(str(manifest)), {"graph": GraphDataModule(node_dim=2)}, 10)
+    data.setup("fit")
+    with pytest.raises(DataError, match=r"4\.json, row 5, id 's4', column 'graph': "):
+        next(iter(data.train_dataloader()))
+    skip = MultimodalDataModule(
+        ManifestSource(str(manifest)), {"graph": GraphDataModule(node_dim=2)}, 10, on_bad_sample="skip"
+    )
+    skip.setup("fit")
+    assert skip.selection.accounting()["train"] == {"rows": 6, "used": 5, "skipped": 1}
+    assert [e.sample_id for e in skip.selection.skipped()] == ["s4"]
+
+
+def test_json_graph_over_the_size_limit_is_refused_before_parsing(tmp_path: Path) -> None:
+    name = _json(tmp_path, "big.json", {"x": [[0.5]] * 200, "edge_index": []})  # ~1.4 KB
+    with pytest.raises(
+        SampleError, match=r"big\.json: JSON graph file is 0\.0 MB, more than max_json_mb=0\.001"
+    ):
+        GraphDataModule(node_dim=1, max_json_mb=0.001).load(name, tmp_path, train=False)
+    assert GraphDataModule(node_dim=1).load(name, tmp_path, train=False)["x"].shape == (200, 1)
+    with pytest.raises(ValueError, match="max_json_mb"):
+        GraphDataModule(node_dim=1, max_json_mb=0)

@@ -69,20 +69,58 @@ def test_mean_std_length_validated() -> None:
         ImageDataModule(channels=1, std=[0.5, 0.5])
 
 
-def test_augmentation_only_on_train_with_augment(tmp_path: Path) -> None:
+def test_augmentation_only_on_train_and_only_what_is_asked(tmp_path: Path) -> None:
     name = _write(tmp_path, "a.png", _gradient(16, 16))
     plain = ImageDataModule(size=16).load(name, tmp_path, train=False)["pixel_values"]
-    aug = ImageDataModule(size=16, augment=True)
+    flip = ImageDataModule(size=16, hflip=True)
     torch.manual_seed(0)
-    # no augmentation outside train, nor on train without augment=True
-    assert torch.equal(aug.load(name, tmp_path, train=False)["pixel_values"], plain)
+    # no augmentation outside train, nor on train by default
+    assert torch.equal(flip.load(name, tmp_path, train=False)["pixel_values"], plain)
     assert torch.equal(ImageDataModule(size=16).load(name, tmp_path, train=True)["pixel_values"], plain)
-    outs = [aug.load(name, tmp_path, train=True)["pixel_values"] for _ in range(20)]
-    assert all(o.shape == plain.shape for o in outs)
-    assert any(not torch.equal(o, plain) for o in outs)
-    # the red channel rises left to right; after a flip it falls (the crop keeps the trend)
-    flipped = [o for o in outs if o[0, :, -1].mean() < o[0, :, 0].mean()]
-    assert 0 < len(flipped) < len(outs)
+    outs = [flip.load(name, tmp_path, train=True)["pixel_values"] for _ in range(20)]
+    # hflip alone: the image itself or its mirror, nothing else
+    assert all(torch.equal(o, plain) or torch.equal(o, plain.flip(-1)) for o in outs)
+    assert any(torch.equal(o, plain) for o in outs) and any(torch.equal(o, plain.flip(-1)) for o in outs)
+    # a crop alone shifts the image but never mirrors it: the red channel still rises left to right
+    crop = ImageDataModule(size=16, crop_padding=3)
+    crops = [crop.load(name, tmp_path, train=True)["pixel_values"] for _ in range(20)]
+    assert all(o.shape == plain.shape and o[0, :, -1].mean() > o[0, :, 0].mean() for o in crops)
+    assert any(not torch.equal(o, plain) for o in crops)
+
+
+def test_colour_jitter_stays_in_range(tmp_path: Path) -> None:
+    name = _write(tmp_path, "a.png", _gradient(16, 16))
+    raw = ImageDataModule(size=16, mean=[0.0] * 3, std=[1.0] * 3)  # pixel_values in [0, 1]
+    plain = raw.load(name, tmp_path, train=False)["pixel_values"]
+    for options, stat in (({"brightness": 0.5}, torch.mean), ({"contrast": 0.5}, torch.std)):
+        jitter = ImageDataModule(size=16, mean=[0.0] * 3, std=[1.0] * 3, **options)  # type: ignore[arg-type]
+        outs = [jitter.load(name, tmp_path, train=True)["pixel_values"] for _ in range(20)]
+        assert all(float(o.min()) >= 0 and float(o.max()) <= 1 for o in outs)
+        values = [float(stat(o)) for o in outs]  # brightness moves the mean, contrast the spread
+        assert min(values) < float(stat(plain)) - 0.01 and max(values) > float(stat(plain)) + 0.01, options
+
+
+def test_augmentation_is_a_function_of_the_seed(tmp_path: Path) -> None:
+    # the dataset seeds torch's generator per sample: the same seed must give the same image
+    name = _write(tmp_path, "a.png", _gradient(16, 16))
+    dm = ImageDataModule(size=16, hflip=True, crop_padding=4, brightness=0.3, contrast=0.3)
+    draws = []
+    for seed in (1, 2, 1):
+        torch.manual_seed(seed)
+        draws.append(dm.load(name, tmp_path, train=True)["pixel_values"])
+    assert torch.equal(draws[0], draws[2]) and not torch.equal(draws[0], draws[1])
+
+
+def test_augment_is_a_deprecated_alias(tmp_path: Path) -> None:
+    with pytest.warns(FutureWarning, match="hflip: true, crop_padding: 4"):
+        old = ImageDataModule(size=16, augment=True)
+    assert old.hflip and old.crop_padding == 4 and old.brightness == 0 and old.contrast == 0
+    with pytest.warns(FutureWarning):
+        assert not ImageDataModule(augment=False).augments
+    with pytest.raises(ValueError, match="crop_padding"):
+        ImageDataModule(crop_padding=-1)
+    with pytest.raises(ValueError, match="brightness"):
+        ImageDataModule(brightness=1.5)
 
 
 def test_missing_file(tmp_path: Path) -> None:

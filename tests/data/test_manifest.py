@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from mmfuse.data.check import check
 from mmfuse.data.errors import DataError
+from mmfuse.data.image import ImageDataModule
 from mmfuse.data.manifest import ManifestSource
-from tests.conftest import write_manifest
+from tests.conftest import write_manifest, write_png
 
 
 def test_csv_with_split_and_class_names(tmp_path: Path) -> None:
@@ -104,3 +106,61 @@ def test_missing_manifest_and_bad_fractions(tmp_path: Path) -> None:
         ManifestSource(str(tmp_path / "nope.csv")).load()
     with pytest.raises(ValueError, match="sum to < 1"):
         ManifestSource("x.csv", val_fraction=0.6, test_fraction=0.5)
+
+
+def test_inferred_class_names_come_in_natural_order(tmp_path: Path) -> None:
+    # numbers inside names compare as numbers: class2 before class10 (sorted() gives class10 first)
+    names = ["class10", "class2", "class1", "b", "a20", "a3"]
+    rows = [{"id": f"s{i}", "split": "train", "text": "x", "label": n} for i, n in enumerate(names)]
+    m = ManifestSource(str(write_manifest(tmp_path / "m.csv", rows))).load()
+    assert m.classes == ["a3", "a20", "b", "class1", "class2", "class10"]
+    # a `classes` list from the config always wins
+    given = ["class10", "b", "a3", "a20", "class1", "class2"]
+    assert ManifestSource(str(tmp_path / "m.csv"), classes=given).load().classes == given
+
+
+def test_natural_key_orders_numbers_by_value() -> None:
+    from mmfuse.data.tasks import natural_key
+
+    words = ["x10", "x9", "x09", "10", "9", "x", "x²", "img_2_b", "img_10_a"]
+    assert sorted(words, key=natural_key) == ["9", "10", "img_2_b", "img_10_a", "x", "x09", "x9", "x10", "x²"]
+
+
+def test_a_cell_over_csvs_default_field_limit_is_read(tmp_path: Path) -> None:
+    text = "word " * 40_000  # 200,000 characters; csv's default limit is 131,072
+    rows = [{"id": "a", "split": "train", "text": text, "label": "x"}]
+    rows.append({"id": "b", "split": "train", "text": "short", "label": "y"})
+    m = ManifestSource(str(write_manifest(tmp_path / "m.csv", rows))).load()
+    assert [r.id for r in m.rows] == ["a", "b"] and m.rows[0].cells["text"] == text
+
+
+def test_paths_outside_the_manifests_folder(tmp_path: Path) -> None:
+    data, shared = tmp_path / "data", tmp_path / "shared"
+    write_png(data / "media" / "in.png", 0, size=8)
+    write_png(shared / "out.png", 1, size=8)
+    (data / "link").symlink_to(shared, target_is_directory=True)  # a link inside: followed
+    cells = [
+        ("train", "media/in.png"),
+        ("train", "../shared/out.png"),
+        ("train", str(shared / "out.png")),
+        ("train", "link/out.png"),
+        ("train", "media/../media/in.png"),  # ".." that stays inside
+        ("val", "media/in.png"),
+        ("test", "media/in.png"),
+    ]
+    rows = [{"id": f"s{i}", "split": s, "image": c, "label": "a"} for i, (s, c) in enumerate(cells)]
+    path = write_manifest(data / "m.csv", rows)
+    report = check(ManifestSource(str(path)), {"image": ImageDataModule(size=8)}, num_workers=0)
+    assert [(e.row, e.sample_id, e.column) for e in report.problems] == [
+        (2, "s1", "image"),
+        (3, "s2", "image"),
+    ]
+    relative, absolute = (e.reason for e in report.problems)
+    assert relative.startswith(f"a path outside the manifest's folder {data} ('../shared/out.png')")
+    assert absolute.startswith(f"an absolute path outside the manifest's folder {data} ('{shared}/out.png')")
+    assert "allow_outside_root: true" in relative
+    assert report.coverage["train"]["image"]["broken"] == 2
+    allowed = ManifestSource(str(path), allow_outside_root=True)
+    assert check(allowed, {"image": ImageDataModule(size=8)}, num_workers=0).ok
+    # an absolute path inside the folder is inside
+    assert ManifestSource(str(path)).load().outside_root(str(data / "media" / "in.png")) is None

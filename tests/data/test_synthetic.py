@@ -164,7 +164,7 @@ def test_source_loads_through_the_manifest(tmp_path: Path) -> None:
     source = SyntheticSource(root=str(tmp_path / "ds"), num_samples=N, image_size=SIZE, sample_rate=RATE)
     source.prepare()
     manifest = source.load()
-    assert manifest.classes == ["one", "three", "two", "zero"]
+    assert manifest.classes == ["zero", "one", "two", "three"]
     assert [len(manifest.split(s)) for s in ("train", "val", "test")] == [42, 9, 9]
     assert manifest.root == tmp_path / "ds"
 

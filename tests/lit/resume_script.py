@@ -52,7 +52,9 @@ def main() -> None:
         SyntheticSource(root=args.data_root, num_samples=160, image_size=24),
         {
             "audio": AudioDataModule(sample_rate=8000, n_fft=256, hop_length=256, n_mels=16),
-            "image": ImageDataModule(size=16, augment=True),  # random flips and crops: must replay too
+            "image": ImageDataModule(
+                size=16, hflip=True, crop_padding=2, brightness=0.2, contrast=0.2
+            ),  # must replay too
             "text": TextDataModule(vocab_size=64),
         },
         batch_size=16,
@@ -65,7 +67,7 @@ def main() -> None:
             "text": TextTransformer(vocab_size=64, d_model=16, num_layers=1, num_heads=2, dropout=0.2),
         },
         CrossModalAttentionFusion(names, d_model=16, num_heads=2, dropout=0.2),
-        tasks=[TaskSpec(name="label", kind="multiclass", names=["one", "three", "two", "zero"])],
+        tasks=[TaskSpec(name="label", kind="multiclass", names=["zero", "one", "two", "three"])],
         head_dropout=0.2,
     )
     callbacks: list[pl.Callback] = [

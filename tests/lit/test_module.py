@@ -32,7 +32,7 @@ def _data(root: Path, source: ManifestSource | None = None) -> MultimodalDataMod
     return MultimodalDataModule(source, modalities, batch_size=32, num_workers=0)  # type: ignore[arg-type]
 
 
-LABELS = ["one", "three", "two", "zero"]
+LABELS = ["zero", "one", "two", "three"]
 
 
 def label_task(names: list[str] = LABELS) -> list[TaskSpec]:
@@ -93,7 +93,7 @@ def test_checkpoint_of_a_python_built_module_loads_safely(synthetic_root: Path, 
     assert "encoders" not in ckpt["hyper_parameters"] and ckpt["hyper_parameters"]["tasks"] == [
         {"name": "label", "kind": "multiclass", "names": LABELS}
     ]
-    assert ckpt["MultimodalDataModule"]["classes"] == ["one", "three", "two", "zero"]
+    assert ckpt["MultimodalDataModule"]["classes"] == ["zero", "one", "two", "three"]
     # live modules are not in the checkpoint, so they are passed again
     fresh = _module("concat")
     loaded = MultimodalModule.load_from_checkpoint(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfuse.lit.resume import AtomicCheckpointIO, find_last_checkpoint
+from mmfuse.lit.resume import AtomicCheckpointIO
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 
@@ -67,16 +67,3 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(
         io.save_checkpoint({"step": torch.tensor(2)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
-
-
-def test_find_last_checkpoint_picks_the_newest(tmp_path: Path) -> None:
-    assert find_last_checkpoint(tmp_path) is None
-    old = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
-    new = tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
-    for p in (old, new):
-        p.parent.mkdir(parents=True)
-        p.write_bytes(b"x")
-    import os
-
-    os.utime(old, (1, 1))
-    assert find_last_checkpoint(tmp_path) == new

@@ -213,12 +213,26 @@ def test_a_task_with_no_target_in_the_epoch_logs_nothing(small_manifest: Path, t
 
 def test_prediction_csv_columns_per_kind() -> None:
     # one task: a single-target run's columns; several: prefixed by the task's name
-    assert _columns(SPECS[0], prefixed=False) == ["prediction", "prob_a", "prob_b", "prob_c"]
-    assert _columns(SPECS[1], prefixed=False) == ["prob_x", "prob_y"]
-    assert _columns(SPECS[2], prefixed=False) == ["prediction"]
-    assert _columns(SPECS[1], prefixed=True) == ["cues/prob_x", "cues/prob_y"]
-    assert _cells(SPECS[0], [0.2, 0.5, 0.3]) == ["b", "0.200000", "0.500000", "0.300000"]
-    assert _cells(SPECS[2], 1.25) == ["1.25"]
+    probs = ["0.200000", "0.500000", "0.300000"]
+    assert _columns(SPECS[0], prefixed=False) == [
+        "prediction",
+        "label",
+        "correct",
+        "prob_a",
+        "prob_b",
+        "prob_c",
+    ]
+    assert _columns(SPECS[1], prefixed=False) == ["prob_x", "prob_y", "label_x", "label_y"]
+    assert _columns(SPECS[2], prefixed=False) == ["prediction", "label"]
+    assert _columns(SPECS[1], prefixed=True) == ["cues/prob_x", "cues/prob_y", "cues/label_x", "cues/label_y"]
+    # the true label and whether the prediction is it; empty where the target is unknown
+    assert _cells(SPECS[0], [0.2, 0.5, 0.3], 1) == ["b", "b", "1", *probs]
+    assert _cells(SPECS[0], [0.2, 0.5, 0.3], 2) == ["b", "c", "0", *probs]
+    assert _cells(SPECS[0], [0.2, 0.5, 0.3], -1) == ["b", "", "", *probs]
+    assert _cells(SPECS[0], [0.2, 0.5, 0.3]) == ["b", "", "", *probs]  # no targets returned
+    assert _cells(SPECS[1], [0.25, 0.75], [1.0, math.nan]) == ["0.250000", "0.750000", "1", ""]
+    assert _cells(SPECS[2], 1.25, 2.0) == ["1.25", "2"]
+    assert _cells(SPECS[2], 1.25, math.nan) == ["1.25", ""]
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "multilabel"])

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 from PIL import Image
 
 from mmfuse.cli import main
-from mmfuse.lit.heatmap import heatmap
 from mmfuse.lit.val_samples import choose_rows
 from mmfuse.lit.wandb_ablation import log_ablation
 from mmfuse.lit.wandb_logger import RUN_FILE, WandbLogger, resolve_mode, stored_run_id
@@ -26,7 +26,7 @@ from tests.lit.wandb_records import read_run
 ROOT = Path(__file__).resolve().parents[2]
 MEDIA = ["--media.every_n_epochs=1", "--media.num_samples=4", "--media.attention_samples=2"]
 STEPS = "--trainer.log_every_n_steps=2"  # 4 steps an epoch: log train/loss at all
-CLASSES = ["one", "three", "two", "zero"]
+CLASSES = ["zero", "one", "two", "three"]
 
 
 @pytest.fixture(autouse=True)
@@ -103,19 +103,24 @@ def test_quickstart_fit_logs_one_offline_run(
     assert len(list((media / "images" / "val_samples").glob("image_*.png"))) == 4
     assert len(list((media / "audio" / "val_samples").glob("audio_*.wav"))) == 4
 
-    # attention maps: every (query, key) pair of modalities, 2 samples, 2 epochs
+    # attention maps: every (query, key) pair of modalities, 2 samples, 2 epochs, labelled figures
     maps = list((media / "images" / "attention").glob("*.png"))
     pairs = {p.name.rsplit("_", 2)[0] for p in maps}
     assert pairs == {
-        f"{q}->{k}" for q in ("audio", "image", "text") for k in ("audio", "image", "text") if q != k
+        f"{q}_to_{k}" for q in ("audio", "image", "text") for k in ("audio", "image", "text") if q != k
     }
     assert len(maps) == 6 * 2 * 2
     with Image.open(maps[0]) as image:
-        assert image.mode == "RGB" and min(image.size) >= 8
+        assert image.mode == "RGB" and image.size == (750, 600)
 
-    # the confusion matrix at test: a W&B chart and an image
-    assert list((media / "images" / "test").glob("confusion_matrix_image_*.png"))
+    # the confusion matrix at test: a W&B chart and a figure
+    [matrix] = (media / "images" / "test").glob("confusion_matrix_image_*.png")
     assert any(k.startswith("test/confusion_matrix_table") for k in run.summary)
+    with Image.open(matrix) as image:
+        assert min(image.size) >= 300
+    # every media file name is shell-safe: no "->", spaces, quotes, parentheses...
+    names = [p.relative_to(media).as_posix() for p in media.rglob("*") if p.is_file()]
+    assert names and all(re.fullmatch(r"[A-Za-z0-9_./-]+", n) for n in names), names
 
     # the best and last checkpoints as model artifacts, with their metric, epoch and config
     models = {tuple(a["aliases"]): a["metadata"] for a in run.artifacts if a["type"] == "model"}
@@ -192,16 +197,6 @@ def test_offline_without_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert resolve_mode() == (None, None)
 
 
-def test_heatmap_colours_and_padding() -> None:
-    values = np.array([[0.0, 0.5], [1.0, 0.25]])
-    valid = np.array([[True, True], [True, False]])
-    image = heatmap(values, valid, size=8)
-    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
-    assert tuple(image[0, 0]) == (68, 1, 84) and tuple(image[4, 0]) == (253, 231, 37)  # viridis ends
-    assert tuple(image[4, 4]) == (200, 200, 200)  # padding: grey, whatever its value
-    assert heatmap(np.zeros((3, 5))).shape == (153, 255, 3)
-
-
 def test_fixed_samples_are_chosen_by_id_and_class() -> None:
     ids = ["s9", "s1", "s5", "s3", "s7", "s2"]
     labels = ["a", "a", "b", "b", "c", "a"]
@@ -245,12 +240,18 @@ def test_quickstart_uses_the_wandb_logger_config(capsys: pytest.CaptureFixture[s
     assert csv["class_path"] == "pytorch_lightning.loggers.CSVLogger"
 
 
+class FailOnTrainStart(pl.Callback):
+    """A failure after the W&B run started (a data or config mistake stops the command before it)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise RuntimeError("planted failure")
+
+
 def test_a_failed_fit_finishes_its_run(synthetic_root: Path, tmp_path: Path) -> None:
     import wandb
 
-    bad = "--checkpoint.monitor=val/no_such_metric"  # caught at the first validation, after the run started
-    with pytest.raises(SystemExit) as info:  # a user error: one message, exit code 1
-        main(["fit", *quickstart_args(synthetic_root, tmp_path), bad])
-    assert info.value.code == 1
+    fail = '--trainer.callbacks+={"class_path": "tests.lit.test_wandb.FailOnTrainStart"}'
+    with pytest.raises(RuntimeError, match="planted failure"):
+        main(["fit", *quickstart_args(synthetic_root, tmp_path), fail])
     assert wandb.run is None  # finished, not left open for the next run in this process to reuse
     assert read_run(_one_run(tmp_path)).run_id  # and written to the end (its exit record)

@@ -22,7 +22,8 @@ DESCRIPTION = """\
 Evaluate a checkpoint on the test split once per non-empty subset of its modalities: the modalities
 outside the subset are treated as absent for every sample (masked, exactly as an empty manifest
 cell), the others as the data has them. Prints a table (subset -> test metrics, and how many test
-samples had none of the subset's modalities) and writes it to ablation.json in the run directory.
+samples had none of the subset's modalities) and writes it to ablation.json under the checkpoint's
+run (<run>/eval/<time>-ablate/), beside the evaluation's config.yaml.
 
 Every other argument is as for `mmfuse test` (--config FILE, --data.*, --trainer.*), so the config
 you trained with is the config you ablate with.
@@ -39,18 +40,26 @@ def main(args: list[str]) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("--ckpt_path", required=True, help="the checkpoint to evaluate")
     parser.add_argument(
-        "--output", type=Path, help="where to write the table (default: ablation.json in the run directory)"
+        "--ckpt_path",
+        required=True,
+        help="the checkpoint to evaluate (a path, or `last`: this experiment's last.ckpt)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the table (default: <run>/eval/<time>-ablate/ablation.json)",
     )
     own, rest = parser.parse_known_args(args)
-    cli = full_cli(rest)
+    # the checkpoint's tasks and classes; a URL fetched once; `last`: this experiment's last.ckpt
+    cli = full_cli(rest, evaluation=("ablate", own.ckpt_path))
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
     if not isinstance(model, MultimodalModule):
         parser.error(f"the model is a {type(model).__name__}, not a MultimodalModule")
+    cli.check_before_start("test")
     names = sorted(model.model.encoders)
     rows: list[dict[str, Any]] = []
-    ckpt: str | None = own.ckpt_path
+    ckpt: str | None = cli.checkpoint_file or cli.checkpoint  # a URL's copy in the cache; `last` resolved
     for size in range(len(names), 0, -1):
         for subset in itertools.combinations(names, size):
             model.keep_modalities = frozenset(subset)
@@ -70,7 +79,7 @@ def main(args: list[str]) -> int:
         return 0
     out = own.output or run_directory(trainer) / "ablation.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = {"checkpoint": own.ckpt_path, "modalities": names, "subsets": rows}
+    table = {"checkpoint": cli.checkpoint, "modalities": names, "subsets": rows}
     out.write_text(json.dumps(table, indent=2) + "\n")
     _print(rows, out)
     where = log_ablation(trainer, rows)  # W&B: the table, each subset's metrics in the summary

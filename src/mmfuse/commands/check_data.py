@@ -35,7 +35,11 @@ the same id in two splits; an unknown split; a modality column the manifest does
 missing file; an image that does not decode or is truncated; audio that is empty, undecodable,
 all zero, NaN/inf, or at another sample rate with resample: false; text with no tokens; an empty
 cell of a modality configured with required: true; a row with no modality at all; a target that is
-empty (in a split that has targets) or not one of the classes.
+empty (in a split that has targets) or not one of the classes; an image over max_pixels; a media
+path outside the manifest's folder (unless allow_outside_root: true); a graph JSON file that is too
+large or nested too deeply, or a .pt graph with unsafe content (unless trust_pickle: true). For the
+splits as a whole: an empty train/val/test split, and a class learnt from the data that only val or
+test has (fit refuses both before training).
 
 Every other argument is as for `mmfuse fit` (--config FILE, --data.init_args...), so the config
 you train with is the config you check.

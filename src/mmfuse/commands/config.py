@@ -41,11 +41,14 @@ def _own_argv() -> Iterator[None]:
         sys.argv = saved
 
 
-def _cli(cli_class: type[MultimodalCLI], args: list[str]) -> MultimodalCLI:
+def _cli(
+    cli_class: type[MultimodalCLI], args: list[str], evaluation: tuple[str, str | None] | None = None
+) -> MultimodalCLI:
     with _own_argv():
         return cli_class(
             MultimodalModule,
             pl.LightningDataModule,
+            evaluation=evaluation,
             subclass_mode_data=True,
             args=args,
             run=False,
@@ -53,9 +56,13 @@ def _cli(cli_class: type[MultimodalCLI], args: list[str]) -> MultimodalCLI:
         )
 
 
-def full_cli(args: list[str]) -> MultimodalCLI:
-    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run."""
-    return _cli(MultimodalCLI, args)
+def full_cli(args: list[str], evaluation: tuple[str, str | None] | None = None) -> MultimodalCLI:
+    """``MultimodalCLI`` with model, data and trainer built from ``args`` as for ``mmfuse test``; not run.
+
+    ``evaluation``: (command, checkpoint) when the command evaluates a checkpoint: its output then
+    goes under the checkpoint's run (``<run>/eval/<time>-<command>/``).
+    """
+    return _cli(MultimodalCLI, args, evaluation)
 
 
 def parse_config(args: list[str]) -> Namespace:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from mmfuse.data.errors import ConfigError, DataError
+from mmfuse.lit.checkpoint_source import CheckpointError
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "MMFUSE_DEBUG"
@@ -32,6 +33,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     argparse.ArgumentError,
     MisconfigurationException,
+    CheckpointError,
 )
 
 
@@ -90,6 +92,8 @@ def report(error: BaseException, command: str) -> None:
         return  # every process meets the same error: one message is enough
     if isinstance(error, DataError):
         kind = "data error"
+    elif isinstance(error, CheckpointError):
+        kind = "checkpoint error"
     elif isinstance(error, argparse.ArgumentError):
         kind = "config error"
         error = _ParseError(f"{error.message}\n(see `mmfuse {command} --help`)" if command else error.message)

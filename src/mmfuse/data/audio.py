@@ -62,6 +62,7 @@ class AudioDataModule(ModalityDataModule):
     """
 
     name = "audio"
+    cell_is_path = True
 
     def __init__(
         self,

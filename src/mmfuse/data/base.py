@@ -39,6 +39,9 @@ class ModalityDataModule(pl.LightningDataModule):
 
     #: modality name used as the key in ``Batch.inputs`` when this module is used alone.
     name: str = "modality"
+    #: True when a cell holds a file path (relative to the manifest's folder): such a path may not lead
+    #: outside that folder unless the source sets ``allow_outside_root`` (checked before ``load``).
+    cell_is_path: bool = False
 
     def __init__(
         self,

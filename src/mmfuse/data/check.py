@@ -21,6 +21,7 @@ from mmfuse.data.base import ModalityDataModule
 from mmfuse.data.decode import Status, decode_row
 from mmfuse.data.errors import DataError
 from mmfuse.data.manifest import SPLITS, Manifest, ManifestSource, Row
+from mmfuse.data.splits import empty_splits, unseen_classes
 
 UNKNOWN_SPLIT = "unknown"  # the split of a row that could not be read far enough to know it
 PROBLEM_COLUMNS = ["split", "row", "id", "column", "file", "reason"]
@@ -162,6 +163,7 @@ def check(
         if target and not manifest.target_problems(row) and (value := row.cells.get(target, "").strip()):
             report.class_counts.setdefault(row.split, Counter())[value] += 1
         problems.extend(row_problems)
+    problems += empty_splits(manifest) + unseen_classes(manifest)  # the splits as a whole
     report.problems = sorted(problems, key=lambda e: -1 if e.row is None else e.row)
     report.rows = {s: report.rows[s] for s in (*SPLITS, UNKNOWN_SPLIT) if report.rows.get(s)}
     report.seconds = time.perf_counter() - start

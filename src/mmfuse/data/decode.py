@@ -41,7 +41,8 @@ def decode_row(
 ) -> Decoded:
     """Decode every non-empty cell of ``row`` with its modality's ``load`` and check its target.
 
-    Problems: a cell that does not decode (missing file, corrupt file, ...), an empty cell of a
+    Problems: a media path outside the manifest's folder (unless the source allows it), a cell that
+    does not decode (missing file, corrupt file, ...), an empty cell of a
     ``required`` modality, no modality present at all, and, when ``labelled``, a target cell that is
     invalid, or no target at all in a labelled split (see :meth:`Manifest.target_problems`).
 
@@ -76,6 +77,11 @@ def decode_row(
             if dm.required:
                 status[name] = "broken"
                 problem(f"empty cell, but modality {name!r} is required", dm.column)
+            continue
+        outside = manifest.outside_root(cell) if dm.cell_is_path else None
+        if outside is not None:
+            status[name] = "broken"
+            problem(outside, dm.column, str(manifest.root / cell))
             continue
         try:
             inputs[name] = dm.load(cell, manifest.root, train)

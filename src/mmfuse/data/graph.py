@@ -11,7 +11,7 @@ from torch import Tensor
 
 from mmfuse.data.base import ModalityDataModule, Sample
 from mmfuse.data.errors import SampleError
-from mmfuse.data.graph_io import read_graph
+from mmfuse.data.graph_io import MAX_JSON_MB, read_graph
 
 if TYPE_CHECKING:
     from mmfuse.data.manifest import ManifestSource
@@ -55,7 +55,10 @@ class GraphDataModule(ModalityDataModule):
         allow_empty: accept graphs with no node (their tokens are all masked, like a missing
             sample, but the sample counts as present). False makes them an error.
         trust_pickle: load ``.pt`` files that ``weights_only=True`` refuses with full unpickling,
-            which can run code from the file. Only for files you trust.
+            which can run code from the file. Only for files you trust. Off: such a file is a
+            problem ("unsafe content refused") of its row.
+        max_json_mb: a ``.json`` graph file larger than this is a problem of its row, refused
+            before parsing (which takes about ten times the file's size in memory).
         required: an empty cell is a problem (check-data reports it; training raises or skips the
             row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
         source: the manifest, only needed when this module is used alone.
@@ -64,6 +67,7 @@ class GraphDataModule(ModalityDataModule):
     """
 
     name = "graph"
+    cell_is_path = True
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class GraphDataModule(ModalityDataModule):
         to_undirected: bool = True,
         allow_empty: bool = False,
         trust_pickle: bool = False,
+        max_json_mb: float = MAX_JSON_MB,
         required: bool = False,
         source: ManifestSource | None = None,
         batch_size: int = 64,
@@ -90,7 +95,10 @@ class GraphDataModule(ModalityDataModule):
         self.edge_dim = edge_dim
         self.to_undirected = to_undirected
         self.allow_empty = allow_empty
+        if max_json_mb <= 0:
+            raise ValueError(f"max_json_mb must be positive, got {max_json_mb}")
         self.trust_pickle = trust_pickle
+        self.max_json_mb = max_json_mb
 
     def load(self, cell: str, root: Path, train: bool) -> Sample:
         """Read one graph file into ``{"x": (N, F), "edge_index": (2, E)}`` (+ ``"edge_attr": (E, F_e)``).
@@ -100,7 +108,7 @@ class GraphDataModule(ModalityDataModule):
                 or edge features, or has no node while ``allow_empty`` is False.
         """
         path = root / cell
-        graph = read_graph(path, trust_pickle=self.trust_pickle)
+        graph = read_graph(path, trust_pickle=self.trust_pickle, max_json_mb=self.max_json_mb)
         x, edge_index = graph["x"], graph["edge_index"]
         N = x.shape[0]
         if N == 0:

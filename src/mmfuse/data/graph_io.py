@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ from mmfuse.data.errors import SampleError
 
 GraphTensors = dict[str, Tensor]
 SUFFIXES = (".json", ".pt", ".pth")
+MAX_JSON_MB = 256.0  # a million nodes with 16 features as JSON text is ~150 MB
 
 
-def read_graph(path: Path, trust_pickle: bool = False) -> GraphTensors:
+def read_graph(path: Path, trust_pickle: bool = False, max_json_mb: float = MAX_JSON_MB) -> GraphTensors:
     """Read and validate one graph file.
 
     Args:
@@ -40,6 +42,8 @@ def read_graph(path: Path, trust_pickle: bool = False) -> GraphTensors:
         trust_pickle: for ``.pt`` files that ``torch.load(weights_only=True)`` refuses (they hold
             Python objects other than tensors and PyG's ``Data``), load them with full unpickling,
             which can run code from the file. Only for files you trust.
+        max_json_mb: a larger ``.json`` file is refused before it is parsed (parsing takes about
+            ten times the file's size in memory).
 
     Returns:
         ``{"x": (N, F) float32, "edge_index": (2, E) int64}`` plus ``"edge_attr": (E, F_e) float32``
@@ -48,13 +52,14 @@ def read_graph(path: Path, trust_pickle: bool = False) -> GraphTensors:
     Raises:
         SampleError: naming the file: missing, unreadable, or malformed (ragged or non-numeric
             features, a wrong dtype, edge indices out of range, edge features that do not match
-            the edges, NaN or inf).
+            the edges, NaN or inf), a JSON file over ``max_json_mb`` or nested too deeply, or a
+            ``.pt`` file with unsafe content (without ``trust_pickle``).
     """
     if not path.is_file():
         raise SampleError("file not found", file=str(path))
     suffix = path.suffix.lower()
     if suffix == ".json":
-        raw = _load_json(path)
+        raw = _load_json(path, max_json_mb)
     elif suffix in (".pt", ".pth"):
         raw = _load_pt(path, trust_pickle)
     else:
@@ -65,11 +70,23 @@ def read_graph(path: Path, trust_pickle: bool = False) -> GraphTensors:
         raise SampleError(f"malformed graph: {e}", file=str(path)) from None
 
 
-def _load_json(path: Path) -> dict[str, Tensor | None]:
+def _load_json(path: Path, max_mb: float) -> dict[str, Tensor | None]:
     try:
+        size = path.stat().st_size
+        if size > max_mb * 2**20:
+            raise SampleError(
+                f"JSON graph file is {size / 2**20:.1f} MB, more than max_json_mb={max_mb:g} "
+                "(raise it, or store large graphs as .pt tensors)",
+                file=str(path),
+            )
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SampleError(f"not a valid JSON file: {e}", file=str(path)) from None
+    except RecursionError:
+        # json's decoder recurses once per nesting level; the format itself needs three
+        raise SampleError(
+            "not a valid graph JSON file: nested too deeply (the format needs 3 levels)", file=str(path)
+        ) from None
     if not isinstance(obj, dict):
         raise SampleError(
             f'expected a JSON object {{"x": ..., "edge_index": ...}}, got a {type(obj).__name__}',
@@ -150,20 +167,29 @@ def _load_pt(path: Path, trust_pickle: bool) -> dict[str, Tensor | None]:
             torch.serialization.add_safe_globals(_safe_globals())
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message: advice, then "WeightsUnpickler error: Unsupported global: GLOBAL x ... Please ..."
-        detail = str(e).split("WeightsUnpickler error:")[-1].strip().split("\n")[0].split(". Please")[0]
-        if "Unsupported global" not in detail:  # not a refused class: a corrupt file
-            raise SampleError(f"cannot read .pt file: {detail}", file=str(path)) from None
-        if not trust_pickle:
+        # weights_only refused something; torch's message is mostly advice to turn the check off
+        detail = _refusal_detail(str(e))
+        if trust_pickle:
+            obj = _load_unsafe(path)  # the user trusts these files; a corrupt one fails there
+        elif re.search(r"\bglobal\b", detail, re.IGNORECASE):  # a class or function: unsafe content
             raise SampleError(
-                "torch.load(weights_only=True) refuses this file "
-                f"({detail}); re-save it as tensors with torch.save(data.to_dict(), path), "
-                "or set trust_pickle: true if you trust the file",
+                f"unsafe content refused ({detail}): the file holds Python objects besides tensors, and "
+                "unpickling them can run code from the file, so mmfuse loads .pt graphs with "
+                "torch.load(weights_only=True), which refuses them. Re-save the graph as tensors "
+                "(torch.save(data.to_dict(), path)), or, only for files you trust, set "
+                "trust_pickle: true on the graph modality (off by default) to load them with full "
+                "unpickling",
                 file=str(path),
             ) from None
-        obj = _load_unsafe(path)
-    except (OSError, RuntimeError, EOFError, ValueError, AttributeError) as e:
-        raise SampleError(f"cannot read .pt file: {e}", file=str(path)) from None
+        else:
+            raise SampleError(
+                f"cannot read .pt file ({detail}): corrupt, not written by torch.save, or content "
+                "that torch.load(weights_only=True) does not read (trust_pickle: true, off by "
+                "default, loads a file you trust with full unpickling)",
+                file=str(path),
+            ) from None
+    except Exception as e:  # the safe loader runs no code from the file: anything else is a bad file
+        raise SampleError(f"cannot read .pt file: {type(e).__name__}: {e}", file=str(path)) from None
     if isinstance(obj, Mapping):
         fields = dict(obj)
     elif callable(getattr(obj, "to_dict", None)) and not hasattr(obj, "node_types"):
@@ -183,6 +209,15 @@ def _load_pt(path: Path, trust_pickle: bool) -> dict[str, Tensor | None]:
     except ValueError as e:
         raise SampleError(f"malformed graph: {e}", file=str(path)) from None
     return {"x": fields["x"], "edge_index": fields["edge_index"], "edge_attr": attr}
+
+
+def _refusal_detail(message: str) -> str:
+    """The line of torch's weights_only refusal that says what was refused, without torch's advice
+    (which varies between versions and suggests weights_only=False)."""
+    advice = ("Weights only load failed", "weights_only", "Check the documentation", "Please file an issue")
+    lines = [line.strip() for line in message.split("WeightsUnpickler error:")[-1].splitlines()]
+    kept = [line for line in lines if line and not any(a in line for a in advice)]
+    return kept[0].split(". Please")[0].rstrip(".") if kept else "refused by torch.load(weights_only=True)"
 
 
 def _load_unsafe(path: Path) -> Any:

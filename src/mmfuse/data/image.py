@@ -1,7 +1,8 @@
-"""Images: decode with Pillow, resize to a square, normalise, and (train only) flip and crop."""
+"""Images: decode with Pillow, resize to a square, normalise, and (train only) the augmentations asked for."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,17 +15,23 @@ from torch import Tensor
 
 from mmfuse.data.base import ModalityDataModule, Sample
 from mmfuse.data.errors import SampleError
+from mmfuse.data.image_modes import image_to_array
 
 if TYPE_CHECKING:
     from mmfuse.data.manifest import ManifestSource
 
-_CROP_PAD = 4  # pixels of reflect padding the random crop moves within
+_LEGACY_CROP_PAD = 4  # what the deprecated `augment: true` cropped within
+# 50 megapixels: every camera and phone photo (48 MP sensors: 8000 x 6000) fits; one decode then
+# costs at most ~200 MB (RGBA), and Pillow's own decompression-bomb warning (89 MP) never fires first
+MAX_PIXELS = 50_000_000
 
 
 class ImageDataModule(ModalityDataModule):
     """Decodes image files (PNG, JPEG, anything Pillow reads) into ``(C, H, W)`` float tensors.
 
-    Each image is converted to grey (``channels=1``) or RGB (``channels=3``), resized to
+    Each image is turned upright (EXIF orientation), converted to grey (``channels=1``) or RGB
+    (``channels=3``) whatever its mode (16-bit scaled from its full range, transparency composited over
+    ``alpha_background``, palette and CMYK converted: see :mod:`mmfuse.data.image_modes`), resized to
     ``size x size`` with bilinear filtering, scaled to ``[0, 1]`` and normalised with
     ``(x - mean) / std`` per channel. The encoder receives ``pixel_values`` of shape ``(B, C, H, W)``.
 
@@ -38,16 +45,30 @@ class ImageDataModule(ModalityDataModule):
         std: per-channel standard deviation divided by after subtracting ``mean``; one value
             per channel. Default 0.5 for every channel (so [0, 1] maps to [-1, 1]); with an
             ``HFImageEncoder``, its ``image_std``.
-        augment: on the train split only, flip horizontally with probability 0.5 and take a
-            random ``size x size`` crop of the image reflect-padded by 4 pixels.
+        hflip: train-time augmentation: flip horizontally with probability 0.5. Off by default: a
+            mirrored digit or text is no longer the same class; turn it on for photos of objects.
+        crop_padding: train-time augmentation: reflect-pad the image by this many pixels on each
+            side and take a random ``size x size`` crop (a shift of up to that many pixels); 0: off.
+        brightness: train-time augmentation: multiply the pixels (in ``[0, 1]``) by a factor drawn
+            uniformly from ``[1 - brightness, 1 + brightness]``; 0: off.
+        contrast: train-time augmentation: scale each image's deviation from its mean grey by a
+            factor drawn uniformly from ``[1 - contrast, 1 + contrast]``; 0: off.
+        augment: deprecated; ``true`` meant ``hflip: true, crop_padding: 4``, and is read as that
+            (with a warning). Set the options above instead.
         required: an empty cell is a problem (check-data reports it; training raises or skips the
             row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
+        max_pixels: an image with more pixels (width x height, read from the file's header before
+            decoding) is a problem of its row. None: no limit of mmfuse's (Pillow's own still refuses
+            images over ~179 million pixels).
+        alpha_background: grey level (0..255) that transparent pixels are composited over before
+            the alpha channel is dropped; 255 = white.
         source: the manifest, only needed when this module is used alone.
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
     """
 
     name = "image"
+    cell_is_path = True
 
     def __init__(
         self,
@@ -56,8 +77,14 @@ class ImageDataModule(ModalityDataModule):
         channels: Literal[1, 3] = 3,
         mean: list[float] | None = None,
         std: list[float] | None = None,
-        augment: bool = False,
+        hflip: bool = False,
+        crop_padding: int = 0,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        augment: bool | None = None,
         required: bool = False,
+        max_pixels: int | None = MAX_PIXELS,
+        alpha_background: int = 255,
         source: ManifestSource | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
@@ -76,11 +103,35 @@ class ImageDataModule(ModalityDataModule):
                 raise ValueError(f"{label} has {len(values)} values but channels={channels}")
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {std}")
+        if augment is not None:
+            warnings.warn(
+                f"ImageDataModule(augment={augment}) is deprecated: set the augmentations one by one "
+                f"(hflip, crop_padding, brightness, contrast); augment: true is read as hflip: true, "
+                f"crop_padding: {_LEGACY_CROP_PAD}",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if augment:
+                hflip, crop_padding = True, crop_padding or _LEGACY_CROP_PAD
+        if crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+        for label, amount in (("brightness", brightness), ("contrast", contrast)):
+            if not 0 <= amount <= 1:
+                raise ValueError(f"{label} must be in [0, 1], got {amount}")
+        if max_pixels is not None and max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1 (or null for no limit), got {max_pixels}")
+        if not 0 <= alpha_background <= 255:
+            raise ValueError(f"alpha_background must be a grey level 0..255, got {alpha_background}")
+        self.max_pixels = max_pixels
+        self.alpha_background = alpha_background
         self.size = size
         self.channels = channels
         self.mean = mean
         self.std = std
-        self.augment = augment
+        self.hflip = hflip
+        self.crop_padding = crop_padding
+        self.brightness = brightness
+        self.contrast = contrast
         self._mean = torch.tensor(mean, dtype=torch.float32).view(channels, 1, 1)  # (C, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(channels, 1, 1)  # (C, 1, 1)
 
@@ -88,39 +139,69 @@ class ImageDataModule(ModalityDataModule):
         """Decode one image file into ``{"pixel_values": (C, size, size) float32}``.
 
         Raises:
-            SampleError: the file is missing or Pillow cannot decode it (corrupt, truncated, not an image).
+            SampleError: the file is missing, has more than ``max_pixels`` pixels, or Pillow cannot
+                decode it (corrupt, truncated, not an image).
         """
         path = root / cell
         if not path.is_file():
             raise SampleError("file not found", file=str(path))
         try:
-            with Image.open(path) as img:
-                img.load()  # decode now, so that a truncated file fails here and not later
-                img = img.convert("L" if self.channels == 1 else "RGB")
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            with warnings.catch_warnings():
+                if self.max_pixels is not None:
+                    # Pillow warns about huge images in Image.open, naming no file; max_pixels
+                    # reports them by row instead (without a limit, Pillow's warning is all there is)
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as img:  # lazy: the header is read, nothing decoded yet
+                    self._check_pixels(img.size, path)
+                    img.load()  # decode now, so that a truncated file fails here and not later
+                    array = image_to_array(img, self.channels, self.size, self.alpha_background)
+        except Image.DecompressionBombError as e:
+            raise SampleError(f"image too large for Pillow: {e}", file=str(path)) from None
+        except (OSError, SyntaxError, ValueError) as e:
             # UnidentifiedImageError is an OSError; some corrupt PNGs raise SyntaxError
             raise SampleError(f"cannot decode image: {e}", file=str(path)) from None
-        if img.size != (self.size, self.size):
-            img = img.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        array = np.asarray(img, dtype=np.float32) / 255.0  # (H, W) or (H, W, C)
-        if array.ndim == 2:
-            array = array[:, :, None]
         x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (C, H, W)
-        if train and self.augment:
+        if train and self.augments:
             x = self._augment(x)
         x = (x - self._mean) / self._std
         return {"pixel_values": x}
 
+    @property
+    def augments(self) -> bool:
+        """True when any train-time augmentation is on."""
+        return self.hflip or self.crop_padding > 0 or self.brightness > 0 or self.contrast > 0
+
+    def _check_pixels(self, size: tuple[int, int], path: Path) -> None:
+        width, height = size
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise SampleError(
+                f"image is {width} x {height} = {width * height:,} pixels, more than "
+                f"max_pixels={self.max_pixels:,} (raise max_pixels to accept it)",
+                file=str(path),
+            )
+
     def _augment(self, x: Tensor) -> Tensor:
-        """Random horizontal flip, then a random crop of the reflect-padded image. ``x``: (C, H, W)."""
-        if torch.rand(()) < 0.5:
+        """The augmentations that are on, in a fixed order: flip, crop, brightness, contrast.
+
+        ``x``: ``(C, H, W)`` in ``[0, 1]``. Every draw comes from torch's default generator, which the
+        dataset seeds per sample (:func:`mmfuse.data.sampling.sample_seed`): the same sample in the
+        same epoch gets the same augmentation in any worker, and a resumed run replays it.
+        """
+        if self.hflip and torch.rand(()) < 0.5:
             x = x.flip(-1)
-        pad = min(_CROP_PAD, self.size - 1)  # reflect padding must be smaller than the image
-        if pad == 0:
-            return x
-        padded = F.pad(x[None], (pad, pad, pad, pad), mode="reflect")[0]  # (C, H + 2p, W + 2p)
-        top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
-        return padded[:, top : top + self.size, left : left + self.size].contiguous()
+        pad = min(self.crop_padding, self.size - 1)  # reflect padding must be smaller than the image
+        if pad > 0:
+            padded = F.pad(x[None], (pad, pad, pad, pad), mode="reflect")[0]  # (C, H + 2p, W + 2p)
+            top, left = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+            x = padded[:, top : top + self.size, left : left + self.size]
+        if self.brightness > 0:
+            x = x * _uniform(1 - self.brightness, 1 + self.brightness)
+        if self.contrast > 0:
+            grey = x.mean()  # over channels and pixels: the image's mean grey
+            x = (x - grey) * _uniform(1 - self.contrast, 1 + self.contrast) + grey
+        if self.brightness > 0 or self.contrast > 0:
+            x = x.clamp(0.0, 1.0)  # a real image stays in range: normalisation assumes [0, 1]
+        return x.contiguous()
 
     def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
         """Stack into ``{"pixel_values": (B, C, H, W)}``; a missing image (``None``) becomes zeros."""
@@ -137,3 +218,8 @@ class ImageDataModule(ModalityDataModule):
             "image_mean": self.mean,
             "image_std": self.std,
         }
+
+
+def _uniform(low: float, high: float) -> float:
+    """One draw from ``U(low, high)`` off torch's default generator (seeded per sample)."""
+    return low + (high - low) * float(torch.rand(()))

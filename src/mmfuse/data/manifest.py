@@ -7,7 +7,8 @@ Format (see README "Train on your own data"):
   by a hash of its id, so the assignment never changes when rows are added or reordered.
 - one column per modality: image/audio cells hold a path relative to the manifest's folder, text
   cells hold the text. An empty cell means the modality is missing for that sample.
-- the target column: integer class ids, or class names (mapped to indices in sorted order); or
+- the target column: integer class ids, or class names (mapped to indices in natural order,
+  ``class2`` before ``class10``, unless ``classes`` gives the order); or
   several target columns, one or more per task (see :mod:`mmfuse.data.tasks`).
 - extra columns are ignored.
 """
@@ -15,12 +16,14 @@ Format (see README "Train on your own data"):
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mmfuse.data.errors import DataError
 from mmfuse.data.table import read_table
-from mmfuse.data.tasks import TargetError, TargetValue, Task, missing_value, read_target
+from mmfuse.data.tasks import TargetError, TargetValue, Task, TaskSpec, missing_value, read_target
 
 SPLITS = ("train", "val", "test")
 
@@ -53,6 +56,10 @@ class Manifest:
         tasks: the targets, with their class and label names resolved; empty for an unlabelled manifest.
         labelled_splits: the splits with a target in at least one row; in these a row whose every
             target is empty is a problem (see :meth:`target_problems`).
+        allow_outside_root: media paths may lead outside the manifest's folder (see
+            :meth:`outside_root`).
+        inferred_classes: the tasks whose class names were learnt from the data (no ``classes``
+            in the config).
     """
 
     path: Path
@@ -60,6 +67,8 @@ class Manifest:
     rows: list[Row]
     tasks: list[Task] = field(default_factory=list)
     labelled_splits: set[str] = field(default_factory=set)
+    allow_outside_root: bool = False
+    inferred_classes: set[str] = field(default_factory=set)
     _by_split: dict[str, list[Row]] = field(default_factory=dict, repr=False)
     _index: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
@@ -88,6 +97,25 @@ class Manifest:
     def _first_multiclass(self) -> Task | None:
         return next((t for t in self.tasks if t.kind == "multiclass"), None)
 
+    def outside_root(self, cell: str) -> str | None:
+        """Why a media path leads outside the manifest's folder (``..`` or absolute), or None when it
+        stays inside or ``allow_outside_root`` is set.
+
+        The check is on the path as written, normalised without touching the disk: a symbolic link
+        inside the folder is followed wherever it points (placing it there is the explicit act).
+        """
+        if self.allow_outside_root:
+            return None
+        root = os.path.abspath(self.root)
+        target = os.path.normpath(os.path.join(root, cell))
+        if os.path.commonpath([root, target]) == root:
+            return None
+        kind = "an absolute path" if os.path.isabs(cell) else "a path"
+        return (
+            f"{kind} outside the manifest's folder {root} ({cell!r}): set allow_outside_root: true "
+            "on the source to read media from elsewhere (e.g. a shared dataset folder)"
+        )
+
     def split(self, name: str) -> list[Row]:
         """Rows of one split, in file order."""
         if not self._by_split:
@@ -108,6 +136,7 @@ class Manifest:
             if t.name == task and (t.kind == "multiclass" or t.delimited):
                 self.tasks[i] = replace(t, classes=list(classes))
                 self._index.pop(task, None)
+                self.inferred_classes.discard(task)  # given, not learnt from this data
 
     def target_problems(self, row: Row) -> list[tuple[str, str]]:
         """What is wrong with a row's targets for training or evaluation: ``(column, reason)`` pairs.
@@ -200,13 +229,17 @@ class ManifestSource:
         target: column holding the class (integer id or name): the shorthand for one multiclass
             task of that name. None (and no ``tasks``): an unlabelled manifest, every row is used and
             batches have no targets (e.g. for contrastive pre-training).
-        classes: the class names of ``target`` in index order. Default: the sorted distinct target
-            values (integers sort numerically and must be ``0..K-1``).
+        classes: the class names of ``target`` in index order. Default: the distinct target values
+            in natural order (numbers inside names compare as numbers: ``class2`` before
+            ``class10``); integer values are class ids and must be ``0..K-1``.
         tasks: several targets, each a :class:`~mmfuse.data.tasks.Task` (multiclass, multilabel or
             regression, with its columns); replaces ``target`` and ``classes`` when given.
         val_fraction: share of samples hashed into ``val`` when there is no split column.
         test_fraction: share of samples hashed into ``test`` when there is no split column.
         split_seed: salt of the split hash; change it to draw a different split.
+        allow_outside_root: media paths (image, audio, graph cells) may lead outside the manifest's
+            folder (``../shared/x.png``, ``/data/x.png``). Off: such a path is a problem of its row,
+            so that a manifest cannot read files it was not given.
     """
 
     def __init__(
@@ -220,6 +253,7 @@ class ManifestSource:
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        allow_outside_root: bool = False,
     ) -> None:
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
             raise ValueError(
@@ -240,6 +274,7 @@ class ManifestSource:
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.allow_outside_root = allow_outside_root
 
     def prepare(self) -> None:
         """Make the manifest exist (download, generate, ...). A plain manifest file needs nothing."""
@@ -314,7 +349,16 @@ class ManifestSource:
                 problems.append(e)  # no usable target column: the rest can still be checked
         targets = [c for t in tasks for c in t.target_columns]
         labelled = {r.split for r in rows if any(r.cells.get(c, "").strip() for c in targets)}
-        return Manifest(path=path, columns=columns, rows=rows, tasks=tasks, labelled_splits=labelled)
+        inferred = {t.name for t in self.declared_tasks() if t.needs_data()}
+        return Manifest(
+            path=path,
+            columns=columns,
+            rows=rows,
+            tasks=tasks,
+            labelled_splits=labelled,
+            allow_outside_root=self.allow_outside_root,
+            inferred_classes=inferred,
+        )
 
     def declared_tasks(self) -> list[Task]:
         """The tasks as configured: ``tasks``, else one multiclass task for ``target``, else none."""
@@ -323,6 +367,36 @@ class ManifestSource:
         if self.target is None:
             return []
         return [Task(name=self.target, classes=None if self.classes is None else list(self.classes))]
+
+    def use_tasks(self, specs: Sequence[TaskSpec]) -> None:
+        """Read exactly these tasks, with these class names: a checkpoint's, for evaluating it.
+
+        Each task keeps the columns (and delimiter) declared here under its name; a task not declared
+        here reads the column of its name. Nothing is inferred from the manifest any more: a target
+        outside the classes is a problem of its row, and an unlabelled manifest can be predicted.
+
+        Raises:
+            ValueError: a task declared here is not among ``specs``, or has another kind.
+        """
+        declared = {t.name: t for t in self.declared_tasks()}
+        wanted = [s["name"] for s in specs]
+        extra = [name for name in declared if name not in wanted]
+        if extra:
+            raise ValueError(
+                f"the data declares the task(s) {extra}, which the model was not trained on "
+                f"(its tasks: {wanted})"
+            )
+        tasks = []
+        for spec in specs:
+            task = declared.get(spec["name"]) or Task(name=spec["name"], kind=spec["kind"])
+            if task.kind != spec["kind"]:
+                raise ValueError(
+                    f"task {task.name!r} is {task.kind} in the data but {spec['kind']} in the model"
+                )
+            if task.kind == "multiclass" or task.delimited:
+                task = replace(task, classes=list(spec["names"]))
+            tasks.append(task)
+        self.tasks, self.classes = tasks, None
 
     def _hash_split(self, sample_id: str) -> str:
         digest = hashlib.sha256(f"{self.split_seed}:{sample_id}".encode()).digest()

@@ -17,6 +17,7 @@ from mmfuse.data.errors import ConfigError, DataError
 from mmfuse.data.manifest import Manifest, ManifestSource, Row
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
 from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
+from mmfuse.data.splits import empty_splits, unseen_classes
 from mmfuse.data.tasks import TaskKind, TaskSpec
 from mmfuse.types import Batch
 
@@ -239,12 +240,34 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.source.prepare()
 
     def setup(self, stage: str) -> None:
+        manifest = self.manifest
         if stage != "predict":
             self._check_target_columns()
         self.fit_modalities()
         # skip mode decodes the splits this stage reads, once, before their first batch
         predict: list[str] = ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
+        if stage == "fit":
+            self._refuse_bad_splits(manifest)
         self._select({"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage, predict))
+        if stage == "fit":
+            for split in ("train", "val"):
+                if not self.rows(split):  # every row of the split skipped (on_bad_sample: skip)
+                    raise DataError(
+                        f"no usable row in the {split!r} split: all {len(manifest.split(split))} were "
+                        "left out (on_bad_sample: skip or join: inner; see skipped_samples.csv)",
+                        file=str(manifest.path),
+                        split=split,
+                    )
+
+    def _refuse_bad_splits(self, manifest: Manifest) -> None:
+        """Before training: every split has rows (fit tests at the end), and no class learnt from the
+        data is missing from train. ``mmfuse check-data`` lists the same problems."""
+        problems = empty_splits(manifest) + unseen_classes(manifest)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            reasons = "; ".join(p.reason for p in problems)
+            raise DataError(f"{len(problems)} problems with the splits: {reasons}", file=str(manifest.path))
 
     def fit_modalities(self) -> None:
         """Let each modality learn from the train split (e.g. the text vocabulary), once; a restored

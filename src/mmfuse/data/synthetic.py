@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from mmfuse.data.tasks import Task
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
 GENERATOR_VERSION = 2  # 2: the cue_* and tone_khz target columns (the media files are unchanged)
-LABELS = ("zero", "one", "two", "three")
+LABELS = ("zero", "one", "two", "three")  # the class order too: by meaning, not alphabetical
 MODALITIES = ("image", "text", "audio")  # column order of the bits returned by draw_bits
 CUE_COLUMNS = tuple(f"cue_{m}" for m in MODALITIES)  # the bits as 0/1 target columns
 TONE_COLUMN = "tone_khz"
@@ -286,6 +287,9 @@ class SyntheticSource(ManifestSource):
         tasks: the targets to learn (default: ``label`` alone). The manifest also has the multilabel
             ``cue_image``/``cue_text``/``cue_audio`` (0/1) and the regression ``tone_khz`` columns:
             see ``configs/experiments/multitask.yaml``.
+
+    The ``label`` classes come in their meaning's order, ``zero, one, two, three`` (class index =
+    number of active cues), unless a task's ``classes`` says otherwise.
     """
 
     def __init__(
@@ -298,12 +302,22 @@ class SyntheticSource(ManifestSource):
         tasks: list[Task] | None = None,
     ) -> None:
         _params(num_samples, seed, image_size, sample_rate)  # fail at config time, not in prepare
-        super().__init__(path=str(Path(root) / MANIFEST_FILE), target="label", tasks=tasks)
+        classes = None if tasks is not None else list(LABELS)
+        super().__init__(path=str(Path(root) / MANIFEST_FILE), target="label", classes=classes, tasks=tasks)
         self.root = root
         self.num_samples = num_samples
         self.seed = seed
         self.image_size = image_size
         self.sample_rate = sample_rate
+
+    def declared_tasks(self) -> list[Task]:
+        """The tasks as configured; a multiclass task on ``label`` without ``classes`` gets :data:`LABELS`."""
+        return [
+            replace(t, classes=list(LABELS))
+            if t.kind == "multiclass" and t.target_columns == ["label"] and t.classes is None
+            else t
+            for t in super().declared_tasks()
+        ]
 
     def prepare(self) -> None:
         """Generate the dataset unless ``root`` already holds one made with the same parameters."""

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from mmfuse.data.errors import DataError
 
 Record = tuple[int, dict[str, str]]  # (1-based data row number, column -> cell text)
+
+
+def _lift_field_limit() -> None:
+    """Let ``csv`` read a cell of any size: its default limit (131,072 characters) rejects valid CSV
+    with long texts. ``sys.maxsize`` overflows the C long on some platforms (Windows): step down."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
 
 
 def read_table(path: Path, problems: list[DataError] | None = None) -> tuple[list[str], list[Record]]:
@@ -77,6 +90,7 @@ class _Lines(Iterator[str]):
 def _read_csv(
     path: Path, lines: list[str | None], problems: list[DataError] | None
 ) -> tuple[list[str], list[Record]]:
+    _lift_field_limit()
     src = _Lines(lines)
     reader = csv.reader(src)
     if lines and lines[0] is None:
@@ -133,6 +147,10 @@ def _read_jsonl(
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             reason = f"line {number}: not valid JSON ({e.msg})"
+            _report(problems, DataError(reason, file=str(path), row=number))
+            continue
+        except RecursionError:  # json's decoder recurses per nesting level
+            reason = f"line {number}: not valid JSON (nested too deeply)"
             _report(problems, DataError(reason, file=str(path), row=number))
             continue
         if not isinstance(obj, dict):

@@ -16,6 +16,7 @@ batch: multiclass ``-1``, multilabel and regression ``NaN``. A cell that is pres
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ TaskKind = Literal["multiclass", "multilabel", "regression"]
 KINDS: tuple[TaskKind, ...] = ("multiclass", "multilabel", "regression")
 _TYPICAL_CLASS_ROWS = 10  # see _outliers
 _SHOWN_CLASSES = 12  # classes named in a "not one of the classes" message
+_DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: int() of other Unicode digits may fail
 _TRUE = {"1", "1.0", "true"}
 _FALSE = {"0", "0.0", "false"}
 
@@ -82,9 +84,10 @@ class Task:
         columns: the manifest column(s) holding the target (default: ``[name]``). Multilabel: several
             0/1 columns (one per label, named by its column), or one column whose cell holds the
             labels joined by ``delimiter``.
-        classes: multiclass: the class names in index order (default: the sorted distinct values;
+        classes: multiclass: the class names in index order (default: the distinct values in
+            natural order, numbers inside names compared as numbers: ``class2`` before ``class10``;
             integer values are class ids ``0..K-1``). Multilabel with one delimited column: the
-            label names (default: the sorted distinct labels). Not used otherwise.
+            label names (default: the distinct labels in natural order). Not used otherwise.
         delimiter: separates the labels in a delimited multilabel cell.
         no_labels: a delimited multilabel cell holding exactly this means "no label applies" (an
             empty cell means the target is missing).
@@ -264,8 +267,19 @@ def _shown(names: Sequence[str]) -> str:
     return f"{shown}{more}"
 
 
+def natural_key(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
+    """Sort key that compares runs of digits as numbers: ``"class2"`` before ``"class10"``.
+
+    Digit runs sort before letters at the same position; the text itself breaks remaining ties
+    (``"a01"`` and ``"a1"``), so the order is total and the same on every machine.
+    """
+    parts = tuple((0, int(p), "") if _DIGITS.fullmatch(p) else (1, 0, p) for p in _DIGITS.split(text) if p)
+    return parts, text
+
+
 def _classes(counts: Counter[str], path: Path, column: str, ints: bool) -> list[str]:
-    """Class names from target counts: ``0..max`` when the values are integer ids, else sorted names."""
+    """Class names from target counts: ``0..max`` when the values are integer ids, else the names
+    in natural order (:func:`natural_key`)."""
     values = set(counts) - _outliers(counts)
     numbers = {int(v) for v in values if _is_int(v)} if ints else set()
     int_rows = sum(c for v, c in counts.items() if v in values and _is_int(v))
@@ -276,7 +290,7 @@ def _classes(counts: Counter[str], path: Path, column: str, ints: bool) -> list[
         if top < 0:
             raise DataError(f"negative class id {top}", file=str(path), column=column)
         return [str(i) for i in range(top + 1)]
-    return sorted(values)
+    return sorted(values, key=natural_key)
 
 
 def _outliers(counts: Counter[str]) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ from mmfuse.lit.run_directory import run_directory
 class PredictionWriter(BasePredictionWriter):
     """Writes ``predict`` results to one CSV, one row per sample id.
 
-    One multiclass task: ``id``, ``prediction`` (the class name), one ``prob_<class>`` per class.
-    Several tasks: ``id``, then per task ``<task>/prediction`` and ``<task>/prob_<class>``
-    (multiclass), ``<task>/prob_<label>`` (multilabel, sigmoid probabilities) or
-    ``<task>/prediction`` (regression, the value). One multilabel or regression task alone: the
-    same columns without the ``<task>/`` prefix.
+    One multiclass task: ``id``, ``prediction`` (the class name), ``label`` (the true class name),
+    ``correct`` (``1`` where ``prediction == label``, else ``0``), one ``prob_<class>`` per class.
+    ``label`` and ``correct`` are empty where the sample has no target (an unlabelled split or
+    an empty cell). Several tasks: ``id``, then per task the same columns prefixed ``<task>/``
+    (multiclass); ``<task>/prob_<label>`` (multilabel, sigmoid probabilities) and
+    ``<task>/label_<label>`` (the truth, ``1``/``0``, empty where unknown); or
+    ``<task>/prediction`` and ``<task>/label`` (regression, the values). One multilabel or
+    regression task alone: the same columns without the ``<task>/`` prefix.
 
     Under DDP every process's predictions are gathered to rank 0, which writes each id once
     (the distributed sampler may repeat samples to even out the processes).
@@ -42,11 +46,14 @@ class PredictionWriter(BasePredictionWriter):
         predictions: Sequence[Any],
         batch_indices: Sequence[Any],
     ) -> None:
-        rows: list[tuple[str, dict[str, list[float] | float]]] = []
+        rows: list[tuple[str, dict[str, list[float] | float], dict[str, Any]]] = []
         for batch in predictions:
             outputs = {task: values.tolist() for task, values in batch["outputs"].items()}
+            # a module whose predict_step returns no targets writes empty label cells
+            targets = {task: values.tolist() for task, values in batch.get("targets", {}).items()}
             for i, sample_id in enumerate(batch["ids"]):
-                rows.append((sample_id, {task: values[i] for task, values in outputs.items()}))
+                values = {task: v[i] for task, v in outputs.items()}
+                rows.append((sample_id, values, {task: v[i] for task, v in targets.items()}))
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, rows)
@@ -60,31 +67,41 @@ class PredictionWriter(BasePredictionWriter):
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["id", *(c for t in tasks for c in _columns(t, len(tasks) > 1))])
-            for sample_id, values in rows:
+            for sample_id, values, truth in rows:
                 if sample_id in seen:
                     continue
                 seen.add(sample_id)
-                writer.writerow([sample_id, *(c for t in tasks for c in _cells(t, values[t["name"]]))])
+                cells = (c for t in tasks for c in _cells(t, values[t["name"]], truth.get(t["name"])))
+                writer.writerow([sample_id, *cells])
         self.written = path
 
 
 def _columns(task: dict[str, Any], prefixed: bool) -> list[str]:
-    """The CSV columns of one task's predictions."""
+    """The CSV columns of one task's predictions and true targets."""
     prefix = f"{task['name']}/" if prefixed else ""
     probs = [f"{prefix}prob_{n}" for n in task["names"]]
     if task["kind"] == "multilabel":
-        return probs
+        return [*probs, *(f"{prefix}label_{n}" for n in task["names"])]
     if task["kind"] == "regression":
-        return [f"{prefix}prediction"]
-    return [f"{prefix}prediction", *probs]
+        return [f"{prefix}prediction", f"{prefix}label"]
+    return [f"{prefix}prediction", f"{prefix}label", f"{prefix}correct", *probs]
 
 
-def _cells(task: dict[str, Any], value: list[float] | float) -> list[str]:
-    """One task's prediction for one sample as CSV cells (in :func:`_columns` order)."""
+def _cells(task: dict[str, Any], value: list[float] | float, truth: Any = None) -> list[str]:
+    """One task's prediction and true target for one sample as CSV cells (in :func:`_columns` order).
+
+    ``truth`` is the batch's target: a class index (``-1`` unknown), a value or one 0/1 per label
+    (NaN unknown), or None where the predict step returned none.
+    """
     if not isinstance(value, list):  # regression: the value
-        return [f"{value:.6g}"]
+        label = "" if truth is None or math.isnan(truth) else f"{truth:.6g}"
+        return [f"{value:.6g}", label]
     probs = [f"{p:.6f}" for p in value]
     if task["kind"] == "multilabel":
-        return probs
+        known = truth if isinstance(truth, list) else [math.nan] * len(value)
+        return [*probs, *("" if math.isnan(t) else str(int(t)) for t in known)]
     best = max(range(len(value)), key=value.__getitem__)  # the first of equal maxima, as argmax
-    return [task["names"][best], *probs]
+    index = -1 if truth is None else int(truth)
+    if index < 0:
+        return [task["names"][best], "", "", *probs]
+    return [task["names"][best], task["names"][index], str(int(best == index)), *probs]

@@ -12,10 +12,12 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from mmfuse.data.tasks import TaskSpec, output_width
+from mmfuse.lit.checkpoint_source import SafeLoading
 from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.data_check import check_data_matches_model
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
+from mmfuse.lit.schedules import Interval, lr_scheduler_config
 from mmfuse.lit.tasks import (
     RegressionLoss,
     TaskLoss,
@@ -33,11 +35,12 @@ from mmfuse.types import Batch
 STAGES = ("train", "val", "test")
 
 
-class MultimodalModule(pl.LightningModule):
+class MultimodalModule(SafeLoading, pl.LightningModule):
     """Trains encoders + fuser + one head per task (multiclass, multilabel, regression).
 
     Encoders and the fuser are built elsewhere (YAML ``class_path``/``init_args``) and injected.
     The tasks (their names, kinds and class names) are linked from the data by the CLI.
+    ``load_from_checkpoint`` reads with ``weights_only=True`` from any source (see ``SafeLoading``).
 
     Log keys: with one task ``train/loss``, ``val/loss``, ``val/acc``, ``val/f1`` (``val/auroc``
     with two classes; ``val/mae``, ``val/rmse``, ``val/r2`` for regression), ``test/...``; with several,
@@ -60,7 +63,12 @@ class MultimodalModule(pl.LightningModule):
             absent) with this probability, never all of a sample's modalities, so that the model
             learns to cope with missing inputs. Encoders still run on every batch (a fixed graph for DDP).
         optimizer: optimizer factory, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 0.001}}``.
-        scheduler: optional learning-rate scheduler factory, stepped every epoch.
+        scheduler: optional learning-rate scheduler factory: ``mmfuse.lit.schedules.WarmupCosine`` or
+            ``OneCycle`` (per step, as long as the run), a ``torch.optim.lr_scheduler`` class (per epoch)
+            or ReduceLROnPlateau (see :func:`~mmfuse.lit.schedules.lr_scheduler_config`).
+        scheduler_interval: ``step`` or ``epoch``; None: per step for mmfuse's schedules, else per epoch.
+        scheduler_monitor: the metric a plateau scheduler follows (in its own ``mode``); None: the
+            checkpoint's monitor and mode.
         compile: ``torch.compile`` each encoder and the fuser, in place (checkpoint keys are the
             same compiled or not). The first steps are slow while kernels compile.
         contrastive: a cross-modal contrastive objective between the modalities' pooled encoder
@@ -84,6 +92,8 @@ class MultimodalModule(pl.LightningModule):
         modality_dropout: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Interval | None = None,
+        scheduler_monitor: str | None = None,
         compile: bool = False,
         contrastive: ContrastiveObjective | None = None,
         pretrained_lr: float | None = None,
@@ -127,6 +137,8 @@ class MultimodalModule(pl.LightningModule):
         self.keep_modalities: frozenset[str] | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.scheduler_interval: Interval | None = scheduler_interval
+        self.scheduler_monitor = scheduler_monitor
         by_name = {t["name"]: t for t in self.tasks}
         outputs = {n: output_width(t) for n, t in by_name.items()}
         self.model = MultimodalModel(encoders, fusion, outputs, head_hidden, head_dropout)
@@ -330,13 +342,19 @@ class MultimodalModule(pl.LightningModule):
         output = self(batch)
         # task -> class probabilities (B, K), label probabilities (B, K) or values (B,)
         outputs = {t["name"]: predictions(t["kind"], output.logits[t["name"]]).cpu() for t in self.tasks}
-        return {"ids": batch.ids, "outputs": outputs}
+        # the true targets too (-1 / NaN where unknown), so that the predictions can be joined to them
+        targets = {
+            t["name"]: batch.targets[t["name"]].cpu() for t in self.tasks if t["name"] in batch.targets
+        }
+        return {"ids": batch.ids, "outputs": outputs, "targets": targets}
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(param_groups(self, self.pretrained_lr))
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        scheduler = self.scheduler_factory(optimizer)
+        config = lr_scheduler_config(scheduler, self.trainer, self.scheduler_interval, self.scheduler_monitor)
+        return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 def _has_live(value: Any) -> bool:

@@ -1,11 +1,13 @@
 """What makes a resumed run continue exactly where the interrupted one stopped.
 
 - :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file and renames it into
-  place, so a crash while saving never leaves a truncated ``last.ckpt`` for resume to pick.
+  place, so a crash while saving never leaves a truncated ``last.ckpt`` for resume to pick; it reads
+  every checkpoint with ``weights_only=True``, a URL through mmfuse's cache
+  (:mod:`mmfuse.lit.checkpoint_source`).
 - :class:`RandomState` saves the random number generators' states with every checkpoint and
   restores them on resume, so dropout draws the same masks as in an uninterrupted run.
-- :func:`find_last_checkpoint` resolves ``--ckpt_path last`` to the newest ``last.ckpt`` of
-  earlier runs under the same ``default_root_dir``.
+- ``--ckpt_path last`` is resolved by :func:`mmfuse.lit.run_directory.find_last_checkpoint`, and
+  ``last.ckpt`` is kept the newest state by :class:`mmfuse.lit.checkpoint.RunCheckpoint`.
 
 The data order is restored by the train DataLoader itself (``mmfuse.data.sampling``).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,29 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_fabric.utilities.types import _PATH
 
+from mmfuse.lit.checkpoint_source import load_checkpoint_file, local_checkpoint, require_weights_only
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to ``.<name>.tmp`` in the same folder, fsync, then ``os.replace`` onto the target.
 
     A rename within one filesystem is atomic: readers see the old file or the new one, never half
     of one. Remote paths (``s3://...``) fall back to Lightning's own writer.
+
+    Loading is always ``torch.load(weights_only=True)``, whatever the scheme (Lightning's own loader
+    unpickles ``http(s)://`` paths fully, and caches them by file name alone): a URL is first fetched
+    into mmfuse's cache, keyed by the whole URL. An unreadable file is an error naming it and the
+    other checkpoints beside it.
     """
+
+    def load_checkpoint(
+        self,
+        path: _PATH,
+        map_location: Callable[..., Any] | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        require_weights_only(weights_only)
+        return load_checkpoint_file(local_checkpoint(path), map_location, source=str(path))
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
@@ -80,9 +99,3 @@ class RandomState(pl.Callback):
         random.setstate((version, tuple(internal), gauss))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
-
-
-def find_last_checkpoint(root: str | Path) -> Path | None:
-    """The most recently written ``last.ckpt`` under ``root`` (any logger version), or None."""
-    found = [p for p in Path(root).glob("**/checkpoints/last.ckpt") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None

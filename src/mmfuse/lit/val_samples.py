@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,15 @@ class FixedSamples:
         cells: per sample, modality -> the raw manifest cell ("" where the modality is missing).
         kinds: modality -> ``image``, ``audio``, ``text`` or ``other`` (how to show its cells).
         root: the manifest's folder; media cells are paths relative to it.
+        tokens: text modality -> per sample, its tokens as text (the tokenizer's pieces, in
+            ``input_ids`` order; ``[]`` where the text is missing): attention maps' labels.
     """
 
     batch: Batch
     cells: list[dict[str, str]]
     kinds: dict[str, str]
     root: Path
+    tokens: dict[str, list[list[str]]] = field(default_factory=dict)
 
     @property
     def ids(self) -> list[str]:
@@ -84,7 +87,21 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
     if not isinstance(batch, Batch):
         return None
     kinds = {m: _kind(dm) for m, dm in modalities.items()}
-    return FixedSamples(batch=batch, cells=cells, kinds=kinds, root=Path(manifest.root))
+    tokens = {
+        m: [_token_texts(dm, batch.inputs[m], b) if batch.present[m][b] else [] for b in range(len(batch))]
+        for m, dm in modalities.items()
+        if isinstance(dm, TextDataModule)
+    }
+    return FixedSamples(batch=batch, cells=cells, kinds=kinds, root=Path(manifest.root), tokens=tokens)
+
+
+def _token_texts(datamodule: TextDataModule, inputs: dict[str, Any], b: int) -> list[str]:
+    """Sample ``b``'s real tokens as text: vocabulary words, or the Hugging Face tokenizer's pieces."""
+    ids = inputs["input_ids"][b][inputs["attention_mask"][b]].tolist()
+    if datamodule.tokenizer is not None:
+        return [str(t) for t in datamodule.hf_tokenizer.convert_ids_to_tokens(ids)]
+    vocab = datamodule.vocab
+    return [vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids]
 
 
 def _kind(datamodule: Any) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,6 +29,8 @@ from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.loggers.utilities import _scan_checkpoints
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
+
+from mmfuse.lit.run_directory import checkpoint_facts
 
 #: key of the run's identity in every checkpoint (written by ``RunFacts``)
 CHECKPOINT_KEY = "wandb_run"
@@ -90,6 +93,15 @@ def stored_run_id(ckpt_path: str | os.PathLike[str]) -> str | None:
         if info.is_file():
             run_id = json.loads(info.read_text()).get("id")
     return str(run_id) if run_id else None
+
+
+def read_run_file(run_dir: Path | None) -> dict[str, Any] | None:
+    """The W&B identity (id, project, group, name, ...) a run directory's ``wandb_run.json`` holds."""
+    path = run_dir / RUN_FILE if run_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    return info if isinstance(info, dict) else None
 
 
 def is_live(run: Any) -> bool:
@@ -155,6 +167,10 @@ class WandbLogger(LightningWandbLogger):
         #: the CLI's resolved config, once logged (also the artifacts' metadata)
         self.cli_config: dict[str, Any] | None = None
         self._finished = False
+        #: the run directory when it is not ``<save_dir>/<project>/<run id>``: an evaluation's
+        #: ``<run>/eval/<time>-<command>`` (set by the CLI through ``run_directory.place_logger``)
+        self.run_dir: Path | None = None
+        self._evaluates: dict[str, Any] | None = None
 
     # --- creating the run (rank 0) -----------------------------------------------------------
 
@@ -168,10 +184,37 @@ class WandbLogger(LightningWandbLogger):
         if run is not _last_run and is_live(run) and not self._finished:
             _last_run = run
             self._write_run_file(run)
+            if self._evaluates is not None:
+                self._record_evaluation(run)
         return run
+
+    def evaluate(self, command: str, checkpoint: str | None, train_run: Mapping[str, Any] | None) -> None:
+        """Make this run the evaluation of a training run's checkpoint (call before the run starts):
+        the training run's group, ``job_type`` = ``command``, its name with ``-<command>``; the
+        checkpoint, the training run's id and its model artifact are recorded in the run."""
+        train = dict(train_run or {})
+        if train.get("group") or train.get("id"):
+            self._wandb_init.setdefault("group", train.get("group") or train["id"])
+        self._wandb_init.setdefault("job_type", command)
+        if train.get("name") and not self._wandb_init.get("name"):
+            self._wandb_init["name"] = f"{train['name']}-{command}"
+        self._evaluates = {"command": command, "checkpoint": checkpoint, "train_run": train.get("id")}
+
+    def _record_evaluation(self, run: Any) -> None:
+        assert self._evaluates is not None
+        run.config.update({"evaluation": self._evaluates}, allow_val_change=True)
+        train_id, checkpoint = self._evaluates["train_run"], self._evaluates["checkpoint"] or ""
+        if not train_id or run.offline:
+            return  # offline, W&B cannot look an artifact up: the config above names the checkpoint
+        alias = "last" if Path(checkpoint).name == "last.ckpt" else "best"
+        try:
+            run.use_artifact(f"{self._checkpoint_name or f'model-{train_id}'}:{alias}")
+        except Exception as error:  # no such artifact: the training run had log_model off
+            rank_zero_info(f"W&B: the model artifact of run {train_id} was not found ({error})")
 
     def _prepare_init(self) -> None:
         import wandb
+        from wandb.sdk.lib import runid
 
         if _last_run is not None and wandb.run is _last_run:
             _finish(_last_run, exit_code=1)
@@ -181,13 +224,21 @@ class WandbLogger(LightningWandbLogger):
         self.offline_reason = reason
         if reason:
             rank_zero_info(f"W&B: {reason}: this run is logged offline; the end says how to upload it.")
+        if not self._wandb_init.get("id"):
+            # the id is chosen here, not by W&B, so that it can name the run's group too
+            self._wandb_init["id"] = self._id = os.environ.get("WANDB_RUN_ID") or runid.generate_id()
+        # a training run and the evaluations of its checkpoints share a group (default: its id)
+        self._wandb_init.setdefault("group", self._wandb_init["id"])
+        self._wandb_init.setdefault("job_type", "train")
         wandb_dir = os.environ.get("WANDB_DIR") or self._save_dir or os.getcwd()
         Path(wandb_dir).mkdir(parents=True, exist_ok=True)
         self._wandb_init["dir"] = wandb_dir
 
     @property
     def log_dir(self) -> str:
-        """The run directory ``<save_dir>/<project>/<run id>`` (where checkpoints go)."""
+        """The run directory ``<save_dir>/<project>/<run id>`` (where checkpoints go), or ``run_dir``."""
+        if self.run_dir is not None:
+            return str(self.run_dir)
         return os.path.join(self._save_dir or ".", str(self.name), str(self.version))
 
     def _write_run_file(self, run: Any) -> None:
@@ -196,6 +247,8 @@ class WandbLogger(LightningWandbLogger):
             "project": run.project,
             "entity": run.entity or None,
             "name": run.name,
+            "group": run.group or None,
+            "job_type": run.job_type or None,
             "url": None if run.offline else run.url,
             "wandb_dir": str(Path(run.dir).parent),
         }
@@ -288,7 +341,7 @@ class WandbLogger(LightningWandbLogger):
                 "monitor": cc.monitor,
                 "score": value,
                 **({cc.monitor: value} if cc.monitor else {}),
-                **checkpoint_epoch_and_step(path),
+                **checkpoint_facts(path),
                 "original_filename": Path(path).name,
                 "config": self.cli_config or {},
             }
@@ -316,12 +369,3 @@ def _finish(run: Any, exit_code: int) -> None:
 
 def _rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0))
-
-
-def checkpoint_epoch_and_step(path: str) -> dict[str, int]:
-    """``{"epoch": ..., "global_step": ...}`` of a checkpoint file (empty if it cannot be read)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return {"epoch": int(ckpt["epoch"]), "global_step": int(ckpt["global_step"])}
-    except Exception:
-        return {}

@@ -12,7 +12,7 @@ from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from mmfuse.lit.heatmap import heatmap
+from mmfuse.lit.figures import attention_figure, confusion_figure, figure_pixels, safe_name
 from mmfuse.lit.val_samples import FixedSamples, fixed_val_samples, media_value
 from mmfuse.lit.wandb_logger import is_live
 
@@ -28,11 +28,17 @@ class WandbMedia(pl.Callback):
       audio, text), the true label, the prediction and one ``prob_<class>`` column per class.
       Logged at the first validation epoch, every ``every_n_epochs`` after it, and the last.
     - ``val_samples/<modality>``: the same samples' images and audio, once, as media panels.
-    - ``attention/<query>-><key>``: for fusers that return attention weights (cross-modal attention),
-      heatmaps of ``attention_samples`` of those samples: the query modality's tokens (rows) against
-      the key modality's tokens (columns), averaged over heads; padding tokens in grey.
+    - ``attention/<query>_to_<key>``: for fusers that return attention weights (cross-modal
+      attention), heatmaps of ``attention_samples`` of those samples: the query modality's real
+      tokens (rows) against the key modality's real tokens (columns), averaged over heads, with a
+      colour bar; text tokens are labelled with the tokens themselves, other modalities' with
+      their positions. Padding is left out.
     - ``test/confusion_matrix``: a W&B confusion-matrix chart of the test set, and the same counts
-      as a heatmap image (``test/confusion_matrix_image``; rows true class, columns prediction).
+      as a labelled figure (``test/confusion_matrix_image``: class names on both axes, rows true
+      class, columns predicted, the count in each cell, a colour bar).
+
+    Keys and media file names hold only letters, digits, ``_``, ``.``, ``-`` and ``/`` (a modality
+    name with other characters is rewritten, see :func:`~mmfuse.lit.figures.safe_name`).
 
     Without a W&B logger it does nothing.
 
@@ -164,7 +170,7 @@ class WandbMedia(pl.Callback):
             ]
             values = [v for v in values if v is not None and not isinstance(v, str)]
             if values:
-                payload[f"val_samples/{m}"] = values
+                payload[f"val_samples/{safe_name(m)}"] = values
         return payload
 
     def _attention_maps(
@@ -192,17 +198,23 @@ class WandbMedia(pl.Callback):
                     rows, cols = masks[query][b], masks[other][b]
                     if not rows.any() or not cols.any():
                         continue  # one of the two modalities is missing for this sample
-                    valid = rows[:, None] & cols[None, :]  # (T_m, T_o): real query x real key tokens
-                    top = float(part[b][valid].max())
-                    caption = (
-                        f"{samples.ids[b]} ({self._label(pl_module, samples, b)}): {query} tokens "
-                        f"(rows) attending to {other} tokens (columns), mean of {H} heads, "
-                        f"max {top:.3f}; grey: padding"
+                    matrix = part[b][rows][:, cols]  # (R, C): real query tokens x real key tokens
+                    sample = f"{samples.ids[b]} ({self._label(pl_module, samples, b)})"
+                    figure = attention_figure(
+                        matrix,
+                        _token_labels(samples, query, b, rows),
+                        _token_labels(samples, other, b, cols),
+                        _axis_title(samples, query, "queries"),
+                        _axis_title(samples, other, "keys"),
+                        f"{sample}: {query} attending to {other}, mean of {H} heads",
                     )
-                    # padded to the K samples' longest sequences: every image of a key has one size
-                    images.append(wandb.Image(heatmap(part[b], valid), caption=caption))
+                    caption = (
+                        f"{sample}: {query} tokens (rows) attending to {other} tokens (columns), "
+                        f"mean of {H} heads, max {float(matrix.max()):.3f}"
+                    )
+                    images.append(wandb.Image(figure_pixels(figure), caption=caption))
                 if images:
-                    payload[f"attention/{query}->{other}"] = images
+                    payload[f"attention/{safe_name(query)}_to_{safe_name(other)}"] = images
         return payload
 
     # --- test: confusion matrix ------------------------------------------------------------------
@@ -265,7 +277,23 @@ def _confusion_payload(counts: Tensor, names: list[str]) -> dict[str, Any]:
         title="Test confusion matrix",
     )
     caption = f"test: rows true class, columns predicted, classes in order {names}"
+    figure = confusion_figure(counts, names, title="Test confusion matrix")
     return {
         "test/confusion_matrix": chart,
-        "test/confusion_matrix_image": wandb.Image(heatmap(counts.float()), caption=caption),
+        "test/confusion_matrix_image": wandb.Image(figure_pixels(figure), caption=caption),
     }
+
+
+def _token_labels(samples: FixedSamples, modality: str, b: int, real: Tensor) -> list[str]:
+    """Labels of sample ``b``'s real tokens of ``modality``: the text tokens where the modality is
+    text (and the encoder kept one token per text token), else the tokens' positions."""
+    positions = real.nonzero().flatten().tolist()
+    words = samples.tokens.get(modality, [])
+    if b < len(words) and len(words[b]) == len(positions):
+        return list(words[b])
+    return [str(i) for i in positions]
+
+
+def _axis_title(samples: FixedSamples, modality: str, role: str) -> str:
+    what = "tokens" if modality in samples.tokens else "token positions"
+    return f"{modality} {what} ({role})"
