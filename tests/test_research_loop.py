@@ -116,15 +116,16 @@ def test_a_failed_start_leaves_nothing_behind(synthetic_root: Path, tmp_path: Pa
     main(["fit", *args])
     [run] = _runs(tmp_path)
     wandb_runs = set(Path(os.environ["WANDB_DIR"]).glob("**/offline-run-*"))
-    with pytest.raises(ValueError, match="vocab_size"):
+    with pytest.raises(SystemExit) as info:  # a user error: one message, exit code 1
         main(
             [
                 "test",
                 *args,
                 "--ckpt_path",
                 "last",
-                "--data.init_args.modalities.text.init_args.vocab_size=300",
+                "--data.init_args.modalities.text.init_args.column=no_such_column",
             ]
         )
+    assert info.value.code == 1
     assert not (run / "eval").exists()
     assert set(Path(os.environ["WANDB_DIR"]).glob("**/offline-run-*")) == wandb_runs
