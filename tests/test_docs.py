@@ -82,6 +82,7 @@ def _shell_commands(page: Path) -> list[Command]:
                 joined.append((start + offset, line))
         for number, line in joined:
             code = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()  # comments off
+            code = re.split(r"\s(?:\d?>|\|)", code, maxsplit=1)[0].strip()  # redirections, pipes off
             first = code.split()[0] if code else ""
             known = (
                 first in NOT_RUN or first in ("mmfuse", "python", "python3", "bash", "sbatch") or "=" in first

@@ -66,8 +66,9 @@ def test_sigterm_saves_last_and_resume_continues_the_same_run(
     configs = [CSV] if logger == "csv" else []
     args = [*quickstart_args(synthetic_root, tmp_path, *configs), "--trainer.max_epochs=3"]
     stop = '{"class_path": "tests.test_research_loop.TermAt", "init_args": {"step": 6}}'
-    with pytest.raises(SystemExit):  # Lightning ends the fit with SIGTERMException after the step
+    with pytest.raises(SystemExit) as stopped:  # Lightning ends the fit after the step in progress
         main(["fit", *args, f"--trainer.callbacks+={stop}"])
+    assert stopped.value.code == 143  # 128 + SIGTERM: not a success for `fit && test`
     [run] = _runs(tmp_path)
     assert _facts(run / "checkpoints" / "last.ckpt") == (1, 6)  # mid-epoch 1, not epoch 0's end
     assert not (run / "test_metrics.json").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.markup import escape
@@ -378,6 +380,13 @@ def main(args: list[str] | None = None) -> None:
             os.environ[user_errors.DEBUG_ENV] = "1"  # ...but with the variable
     try:
         _dispatch(argv, None if args is None else argv)
+    except SIGTERMException:
+        # Lightning ends a fit on SIGTERM with a SystemExit of code 0; a job a batch system stopped
+        # has not succeeded: 143 (128 + SIGTERM) as the shell reports it, so `fit && test` stops here
+        console.print(
+            "[bold]stopped by SIGTERM[/bold]: the newest state is in last.ckpt; resume with --ckpt_path last"
+        )
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as error:
         found = user_errors.find_user_error(error)
         if found is None or debug or user_errors.debug_from_env():

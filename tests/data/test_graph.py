@@ -252,7 +252,7 @@ class _CallsGetcwd:
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_unsafe_pt_is_refused_with_mmfuses_own_message(tmp_path: Path, legacy: bool) -> None:
+def test_unsafe_pt_is_refused_with_a_message_of_our_own(tmp_path: Path, legacy: bool) -> None:
     # torch 2.13 words the refusal of a blocked module differently ("... whose module posix is
     # blocked") and advises weights_only=False; the message must be mmfuse's whatever torch says
     graph = {"x": torch.ones(2, 1), "edge_index": torch.zeros(2, 0, dtype=torch.long), "a": _CallsGetcwd()}
