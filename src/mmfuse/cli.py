@@ -245,11 +245,9 @@ class MultimodalCLI(LightningCLI):
                 place_logger(logger, self._run_dir, self._resume_step)
             if isinstance(logger, WandbLogger) and self.subcommand == "fit":
                 logger.continue_run(ckpt)  # resume: the same W&B run
-            elif isinstance(logger, WandbLogger):
-                command, evaluated = (
-                    (self.subcommand, ckpt) if self.subcommand else self._evaluation or ("", None)
-                )
-                logger.evaluate(command, evaluated, self._train_run)
+            elif isinstance(logger, WandbLogger):  # an evaluation: the checkpoint as given (a URL stays one)
+                command = self.subcommand or (self._evaluation[0] if self._evaluation else "")
+                logger.evaluate(command, self.checkpoint_source, self._train_run)
         if self.save_config_callback is SaveConfigCallback:
             self.save_config_callback = RunConfigSaver  # config.yaml in the run directory, and to W&B
         # every run: atomic checkpoint writes and random states saved for an exact resume
