@@ -170,3 +170,28 @@ def test_resume_from_a_truncated_checkpoint_names_the_others(
     assert f"checkpoint {folder / 'last.ckpt'} cannot be read: it is truncated" in message
     best = next(trained.glob("best-*.ckpt")).name
     assert f"other checkpoints in {folder}: {best}" in message
+
+
+def test_evaluation_reads_text_with_the_checkpoints_vocabulary(
+    synthetic_root: Path, trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the train split's texts changed since training: a vocabulary learnt afresh would be larger, and
+    # the text encoder sized by it would not load the checkpoint's embedding
+    best = next(trained.glob("best-*.ckpt"))
+    fitted = json.loads((trained.parent / "test_metrics.json").read_text())
+    path = _manifest(synthetic_root, tmp_path, "new_words.csv")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):
+        if row["split"] == "train":
+            row["text"] += f" novel{i}"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    args = [*quickstart_args(synthetic_root, tmp_path / "run", CSV), "--ckpt_path", str(best)]
+    main(["test", *args, *_with_manifest(tmp_path, path)])
+    assert "vocab_size" not in capsys.readouterr().err  # no note: the checkpoint's vocabulary sized it
+    # the test rows are unchanged: the same metrics as the fit's own test of this checkpoint
+    assert _metrics(trained.parent / "eval")["test/acc"] == pytest.approx(fitted["test/acc"])

@@ -40,6 +40,7 @@ from mmfuse.lit.checkpoint_source import (
     load_checkpoint_file,
     local_checkpoint,
     require_weights_only,
+    restore_data_state,
 )
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.data_check import check_data_matches_model
@@ -222,6 +223,8 @@ class MultimodalCLI(LightningCLI):
                 data = build_data(config)
                 if getattr(self, "_checkpoint_tasks", None) is not None:
                     self._data_tasks(data)  # the checkpoint's tasks, before the data reads its manifest
+                    # its vocabulary too: the encoders are sized as trained, not by today's train split
+                    restore_data_state(data, str(self.checkpoint_file), source=self.checkpoint_source)
                 for note in link_data_into_encoders(config, data):
                     if getattr(rank_zero_only, "rank", 0) == 0:
                         Console(stderr=True, soft_wrap=True).print(f"[bold]note[/bold] {escape(note)}")

@@ -162,6 +162,17 @@ def checkpoint_tasks(path: str | os.PathLike[str], source: str | None = None) ->
     ]
 
 
+def restore_data_state(data: Any, path: str | os.PathLike[str], source: str | None = None) -> bool:
+    """Give ``data`` what its class saved in the checkpoint (the learnt vocabulary, the class order),
+    read safely: evaluation reads and sizes the data as training did, whatever the train split holds
+    now. Returns False when the checkpoint holds no state for ``data``'s class."""
+    state = load_checkpoint_file(path, map_location="cpu", source=source).get(type(data).__qualname__)
+    if not isinstance(state, dict):
+        return False
+    data.load_state_dict(state)
+    return True
+
+
 def other_checkpoints(file: Path) -> list[str]:
     """The names of the other ``*.ckpt`` files in ``file``'s folder, sorted."""
     folder = file.parent
