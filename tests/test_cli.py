@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -140,15 +138,3 @@ def test_checkpoint_round_trip_predict_and_test(synthetic_root: Path, tmp_path: 
     assert json.loads(again.read_text())["test/acc"] == pytest.approx(
         json.loads(metrics_file.read_text())["test/acc"]
     )
-
-
-def test_python_dash_m_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mmfuse", "fit", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "--model.encoders" in result.stdout and "--checkpoint.monitor" in result.stdout

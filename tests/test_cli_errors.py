@@ -221,8 +221,9 @@ def test_fit_help_lists_only_mmfuse_encoders_in_whole_sentences() -> None:
         cwd=ROOT,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr  # `python -m mmfuse` is the command too
     out = result.stdout
+    assert "--model.encoders" in out and "--checkpoint.monitor" in out
     assert "torch.nn.Linear" not in out and "torch.nn.ReLU" not in out
     assert "mmfuse.models.encoders.ImageCNN" in out and "mmfuse.models.encoders.TextTransformer" in out
     assert (

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -128,12 +129,20 @@ def _class_path(cfg: Any) -> str | None:
     path = _get(cfg, "class_path")
     if not isinstance(path, str) or not path.startswith("mmfuse."):
         return path
-    module, _, cls = path.rpartition(".")
+    obj = import_object(path)
+    return path if obj is None else f"{obj.__module__}.{obj.__qualname__}"
+
+
+def import_object(path: Any) -> Any:
+    """What a dotted ``module.Name`` path (a config's ``class_path``) names; None when it cannot be
+    imported."""
+    if not isinstance(path, str) or "." not in path:
+        return None
+    module, _, name = path.rpartition(".")
     try:
-        obj = getattr(importlib.import_module(module), cls)
-    except (ImportError, AttributeError):
-        return path
-    return f"{obj.__module__}.{obj.__qualname__}"
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def _get(cfg: Any, key: str) -> Any:

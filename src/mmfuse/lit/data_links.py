@@ -17,7 +17,6 @@ known only once the data has read its train split.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
@@ -26,7 +25,7 @@ from jsonargparse import ArgumentParser, Namespace
 
 from mmfuse.data.errors import ConfigError
 from mmfuse.lit.data_check import data_modalities, name_mismatch
-from mmfuse.pretrained import _get
+from mmfuse.pretrained import _get, import_object
 
 
 def build_data(config: Namespace) -> Any:
@@ -87,14 +86,8 @@ def link_data_into_encoders(config: Namespace, data: pl.LightningDataModule) -> 
 
 def _init_parameters(class_path: Any) -> dict[str, inspect.Parameter]:
     """The constructor parameters of the class a config names; empty when it cannot be imported."""
-    if not isinstance(class_path, str) or "." not in class_path:
-        return {}
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return {}
-    return dict(inspect.signature(cls).parameters)
+    cls = import_object(class_path)
+    return dict(inspect.signature(cls).parameters) if inspect.isclass(cls) else {}
 
 
 def builds_encoder_settings(config: Namespace) -> bool:
@@ -102,12 +95,5 @@ def builds_encoder_settings(config: Namespace) -> bool:
     from mmfuse.data.base import ModalityDataModule
     from mmfuse.data.multimodal import MultimodalDataModule
 
-    path = _get(_get(config, "data"), "class_path")
-    if not isinstance(path, str) or "." not in path:
-        return False
-    module, _, name = path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return False
+    cls = import_object(_get(_get(config, "data"), "class_path"))
     return inspect.isclass(cls) and issubclass(cls, MultimodalDataModule | ModalityDataModule)
