@@ -213,7 +213,7 @@ def test_no_arguments_prints_the_help_and_fails(capsys: pytest.CaptureFixture[st
     assert info.value.code == 1 and "check-data" in capsys.readouterr().out
 
 
-def test_fit_help_lists_only_mmfuse_encoders_in_whole_sentences() -> None:
+def test_fit_help_lists_only_the_projects_encoders_in_whole_sentences() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mmfuse", "fit", "--help"],
         capture_output=True,

@@ -22,7 +22,7 @@ SUBSET = [
     "tests/data/test_manifest.py",
     "tests/test_cli.py::test_every_config_parses",
     "tests/test_cli.py::test_fit_then_test_writes_metrics",
-    "tests/test_cli.py::test_python_dash_m_help",
+    "tests/test_cli_errors.py::test_fit_help_lists_only_the_projects_encoders_in_whole_sentences",
 ]
 
 
