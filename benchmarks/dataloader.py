@@ -29,7 +29,7 @@ import torch
 
 from mmfuse.commands.config import full_cli
 from mmfuse.data import ManifestSource
-from mmfuse.data.check import check
+from mmfuse.data.problems import check
 
 ROOT = Path(__file__).resolve().parents[1]
 

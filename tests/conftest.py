@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mmfuse.data.synthetic import generate
+from mmfuse.data.sources.synthetic import generate
 
 
 def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:

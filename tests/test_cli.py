@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfuse.cli import MultimodalCLI, main
+from mmfuse.cli import MultimodalCLI
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 
 ROOT = Path(__file__).resolve().parents[1]

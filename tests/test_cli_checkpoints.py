@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfuse.cli import main
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 from tests.loopback import serve, write_evil
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmfuse.cli import main
+from mmfuse.cli.help import LIGHTNING_PURPOSES, whole_sentences
+from mmfuse.cli.user_errors import find_user_error, report
 from mmfuse.commands import COMMANDS, PURPOSES
-from mmfuse.commands.help import LIGHTNING_PURPOSES, whole_sentences
-from mmfuse.commands.user_errors import find_user_error, report
-from mmfuse.data.errors import ConfigError, DataError
+from mmfuse.data.manifest.errors import ConfigError, DataError
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 
 ROOT = Path(__file__).resolve().parents[1]

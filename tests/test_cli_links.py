@@ -8,8 +8,9 @@ import pytest
 import torch
 import yaml
 
-from mmfuse.cli import MultimodalCLI, main
+from mmfuse.cli import MultimodalCLI
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.main import main
 from mmfuse.models.encoders import TextRNN, TextTransformer
 from tests.conftest import quickstart_args
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mmfuse.data.synthetic import generate
+from mmfuse.data.sources.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from mmfuse.cli import main
 from mmfuse.commands import COMMANDS
+from mmfuse.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

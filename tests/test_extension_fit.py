@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmfuse.cli import main
+from mmfuse.main import main
 from tests.conftest import write_manifest, write_png
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import torch
 
 pytest.importorskip("torch_geometric")
 
-from mmfuse.cli import main
-from mmfuse.data.synthetic_graph import generate_graph_dataset
+from mmfuse.data.sources.synthetic_graph import generate_graph_dataset
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 
 ROOT = Path(__file__).resolve().parents[1]

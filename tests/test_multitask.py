@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfuse.cli import main
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -74,9 +74,9 @@ def test_renamed_project_installs_and_passes_its_tests(tmp_path: Path) -> None:
     assert f"renamed mmfuse -> {NAME}" in done.stdout
 
     # the package, its imports, command, configs' class paths, pyproject and README are the new name's
-    assert (project / "src" / NAME / "cli.py").is_file() and not (project / "src" / "mmfuse").exists()
+    assert (project / "src" / NAME / "main.py").is_file() and not (project / "src" / "mmfuse").exists()
     pyproject = (project / "pyproject.toml").read_text()
-    assert f'name = "{NAME}"' in pyproject and f'{NAME} = "{NAME}.cli:main"' in pyproject
+    assert f'name = "{NAME}"' in pyproject and f'{NAME} = "{NAME}.main:main"' in pyproject
     assert 'version = "0.1.0"' in pyproject
     assert (project / "README.md").read_text().startswith(f"# {NAME}\n\nStarted from the mmfuse template")
     assert (

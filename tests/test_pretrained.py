@@ -29,7 +29,7 @@ def test_pkg_path_resolves_to_the_installed_package_folder() -> None:
 
 
 def test_text_encoder_and_tokenizer_load_from_a_pkg_path() -> None:
-    from mmfuse.data.text import TextDataModule
+    from mmfuse.data.modalities.text import TextDataModule
     from mmfuse.models.encoders.hf_text import HFTextEncoder
 
     enc = HFTextEncoder(MINILM, d_model=8, freeze=True)

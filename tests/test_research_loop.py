@@ -13,8 +13,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mmfuse.cli import main
 from mmfuse.commands.ablate import main as ablate
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 
 ROOT = Path(__file__).resolve().parents[1]

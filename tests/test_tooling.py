@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 import mmfuse
-from mmfuse.cli import main
+from mmfuse.main import main
 
 if sys.version_info >= (3, 11):
     import tomllib

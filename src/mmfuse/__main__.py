@@ -1,6 +1,6 @@
 """``python -m mmfuse`` is the ``mmfuse`` command."""
 
-from mmfuse.cli import main
+from mmfuse.main import main
 
 if __name__ == "__main__":
     main()

@@ -21,8 +21,8 @@ PKG_PREFIX = "pkg:"
 
 _HF_TEXT = "mmfuse.models.encoders.hf_text.HFTextEncoder"
 _HF_IMAGE = "mmfuse.models.encoders.hf_image.HFImageEncoder"
-_TEXT_DATA = "mmfuse.data.text.TextDataModule"
-_IMAGE_DATA = "mmfuse.data.image.ImageDataModule"
+_TEXT_DATA = "mmfuse.data.modalities.text.TextDataModule"
+_IMAGE_DATA = "mmfuse.data.modalities.image.ImageDataModule"
 
 
 def resolve_model_path(name: str) -> str:
@@ -125,7 +125,7 @@ def _modality_data(data: Any, modality: str) -> Any:
 
 def _class_path(cfg: Any) -> str | None:
     """A config's class path where the class is defined: configs may name mmfuse's classes by their
-    package's re-export (``mmfuse.data.TextDataModule`` is ``mmfuse.data.text.TextDataModule``)."""
+    package's re-export (``mmfuse.data.TextDataModule`` is ``mmfuse.data.modalities.text.TextDataModule``)."""
     path = _get(cfg, "class_path")
     if not isinstance(path, str) or not path.startswith("mmfuse."):
         return path

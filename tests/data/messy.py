@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 
 from mmfuse.data import AudioDataModule, ImageDataModule, ManifestSource, TextDataModule
-from mmfuse.data.base import ModalityDataModule
-from mmfuse.data.tasks import TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec
+from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN
 from mmfuse.models.fusion import ConcatFusion, CrossModalAttentionFusion, Fuser, LateFusion

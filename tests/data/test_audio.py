@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from mmfuse.data.audio import AudioDataModule
-from mmfuse.data.errors import SampleError
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.audio import AudioDataModule
 
 SR = 16000
 

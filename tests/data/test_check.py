@@ -12,7 +12,6 @@ import pytest
 import torch
 import yaml
 
-from mmfuse.cli import main
 from mmfuse.data import (
     AudioDataModule,
     DataError,
@@ -21,8 +20,9 @@ from mmfuse.data import (
     MultimodalDataModule,
     TextDataModule,
 )
-from mmfuse.data.check import check
 from mmfuse.data.decode import STATUSES
+from mmfuse.data.problems import check
+from mmfuse.main import main
 from tests.conftest import quickstart_args, write_manifest
 from tests.data.messy import MAX_PIXELS, Messy, build_messy, modalities, source
 
@@ -197,7 +197,7 @@ class _CallsGetcwd:
 
 def test_every_planted_graph_problem_and_no_other(tmp_path: Path) -> None:
     pytest.importorskip("torch_geometric")
-    from mmfuse.data.graph import GraphDataModule
+    from mmfuse.data.modalities.graph import GraphDataModule
 
     root = tmp_path / "graphs"
     (root / "g").mkdir(parents=True)

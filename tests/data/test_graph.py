@@ -15,11 +15,11 @@ pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Data, HeteroData
 
-from mmfuse.data.check import check
-from mmfuse.data.errors import DataError, SampleError
-from mmfuse.data.graph import GraphDataModule
-from mmfuse.data.manifest import ManifestSource
+from mmfuse.data.manifest.errors import DataError, SampleError
+from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.modalities.graph import GraphDataModule
 from mmfuse.data.multimodal import MultimodalDataModule
+from mmfuse.data.problems import check
 from tests.conftest import write_manifest
 
 

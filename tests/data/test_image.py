@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmfuse.data.errors import SampleError
-from mmfuse.data.image import ImageDataModule
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.image import ImageDataModule
 
 
 def _write(root: Path, name: str, array: np.ndarray, **save_kwargs: Any) -> str:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmfuse.data.errors import SampleError
-from mmfuse.data.image import MAX_PIXELS, ImageDataModule
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.image import MAX_PIXELS, ImageDataModule
 
 TOL = 1 / 255 + 1e-6  # Pillow rounds compositing and colour conversion to 8 bits
 

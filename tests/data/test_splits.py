@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 
 from mmfuse.data import DataError, ManifestSource, MultimodalDataModule
-from mmfuse.data.check import check
+from mmfuse.data.problems import check
 from tests.data.messy import CLASSES, modalities, tiny_module
 
 

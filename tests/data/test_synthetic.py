@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mmfuse.data.synthetic import (
+from mmfuse.data.sources.synthetic import (
     ACTIVE_WORDS,
     CUE_COLUMNS,
     GENERATOR_VERSION,

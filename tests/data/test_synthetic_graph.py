@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmfuse.data.synthetic import LABELS, draw_bits
-from mmfuse.data.synthetic_graph import (
+from mmfuse.data.sources.synthetic import LABELS, draw_bits
+from mmfuse.data.sources.synthetic_graph import (
     NODE_TYPES,
     SyntheticGraphSource,
     generate_graph_dataset,
@@ -102,7 +102,7 @@ def test_node_count_and_features_say_nothing_about_the_bit() -> None:
 
 def test_every_graph_reads_with_graph_data_module(dataset: Path) -> None:
     pytest.importorskip("torch_geometric")
-    from mmfuse.data.graph import GraphDataModule
+    from mmfuse.data.modalities.graph import GraphDataModule
 
     dm = GraphDataModule(node_dim=NODE_TYPES)
     for row in _rows(dataset):
@@ -113,7 +113,9 @@ def test_every_graph_reads_with_graph_data_module(dataset: Path) -> None:
 def test_prepare_regenerates_only_when_needed(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     SyntheticGraphSource(root=str(root), num_samples=N, image_size=SIZE).prepare()
-    assert json.loads((root / "params.json").read_text())["generator"] == "mmfuse.data.synthetic_graph"
+    assert (
+        json.loads((root / "params.json").read_text())["generator"] == "mmfuse.data.sources.synthetic_graph"
+    )
     sentinel = root / "sentinel"
     sentinel.touch()
     SyntheticGraphSource(root=str(root), num_samples=N, image_size=SIZE).prepare()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfuse.data.errors import SampleError
-from mmfuse.data.tabular import TabularDataModule
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.tabular import TabularDataModule
 from mmfuse.models.encoders.tabular_mlp import TabularMLP
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmfuse.data import DataError, ManifestSource, MultimodalDataModule, Task, TextDataModule
-from mmfuse.data.check import check
+from mmfuse.data.problems import check
 from tests.conftest import write_manifest
 
 TASKS = [

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmfuse.data.errors import SampleError
-from mmfuse.data.text import TextDataModule
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.text import TextDataModule
 
 ROOT = Path(".")
 CORPUS = ["the cat sat.", "The dog sat!", "a cat, a dog", "zebra"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmfuse.data import DataError, ManifestSource, Task
-from mmfuse.data.tasks import TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec
 from tests.conftest import write_manifest
 
 FOUR = TaskSpec(name="label", kind="multiclass", names=["bird", "cat", "dog", "fish"])

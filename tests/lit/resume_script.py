@@ -20,7 +20,7 @@ from mmfuse.data import (
     SyntheticSource,
     TextDataModule,
 )
-from mmfuse.data.tasks import TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextTransformer

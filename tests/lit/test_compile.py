@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmfuse.data.tasks import TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.models.encoders import AudioCNN, TextTransformer
 from mmfuse.models.fusion import CrossModalAttentionFusion

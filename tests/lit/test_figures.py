@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmfuse.lit.figures import attention_figure, confusion_figure, figure_pixels, safe_name
+from mmfuse.lit.wandb.figures import attention_figure, confusion_figure, figure_pixels, safe_name
 
 CLASSES = ["zero", "one", "two", "three"]
 
@@ -84,7 +84,7 @@ def test_figures_import_matplotlib_lazily_and_never_pyplot() -> None:
     # torchmetrics has imported pyplot already (it does whenever matplotlib is installed).
     code = (
         "import sys\n"
-        "from mmfuse.lit import figures\n"
+        "from mmfuse.lit.wandb import figures\n"
         "assert 'matplotlib' not in sys.modules, 'imported at module level'\n"
         "figures.figure_pixels(figures.confusion_figure([[1, 0], [0, 1]], ['a', 'b']))\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
@@ -93,8 +93,8 @@ def test_figures_import_matplotlib_lazily_and_never_pyplot() -> None:
 
 
 def test_attention_maps_label_text_tokens_and_other_positions() -> None:
-    from mmfuse.lit.val_samples import FixedSamples
-    from mmfuse.lit.wandb_media import _axis_title, _token_labels
+    from mmfuse.lit.wandb.media import _axis_title, _token_labels
+    from mmfuse.lit.wandb.val_samples import FixedSamples
     from mmfuse.types import Batch
 
     batch = Batch(inputs={}, present={}, targets={}, ids=["a", "b"])

@@ -16,8 +16,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from mmfuse.cli import main
 from mmfuse.data import ManifestSource, MultimodalDataModule
+from mmfuse.main import main
 from mmfuse.models.masking import drop_modalities
 from mmfuse.types import Batch
 from tests.conftest import quickstart_args

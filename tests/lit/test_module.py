@@ -16,7 +16,7 @@ from mmfuse.data import (
     SyntheticSource,
     TextDataModule,
 )
-from mmfuse.data.tasks import TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN
 from mmfuse.models.fusion import ConcatFusion, CrossModalAttentionFusion, LateFusion

@@ -20,9 +20,9 @@ from mmfuse.data import (
     TaskSpec,
     TextDataModule,
 )
-from mmfuse.lit.callbacks import _cells, _columns
 from mmfuse.lit.module import MultimodalModule
-from mmfuse.lit.tasks import metric_collection, update_metrics
+from mmfuse.lit.prediction_writer import _cells, _columns
+from mmfuse.lit.task_metrics import metric_collection, update_metrics
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN
 from mmfuse.models.fusion import ConcatFusion, LateFusion
 from mmfuse.models.multimodal import ModelOutput

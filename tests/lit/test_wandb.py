@@ -16,10 +16,10 @@ import torch
 import yaml
 from PIL import Image
 
-from mmfuse.cli import main
-from mmfuse.lit.val_samples import choose_rows
-from mmfuse.lit.wandb_ablation import log_ablation
-from mmfuse.lit.wandb_logger import RUN_FILE, WandbLogger, resolve_mode, stored_run_id
+from mmfuse.lit.wandb.ablation import log_ablation
+from mmfuse.lit.wandb.logger import RUN_FILE, WandbLogger, resolve_mode, stored_run_id
+from mmfuse.lit.wandb.val_samples import choose_rows
+from mmfuse.main import main
 from tests.conftest import quickstart_args
 from tests.lit.wandb_records import read_run
 
@@ -234,7 +234,7 @@ def _printed_logger(capsys: pytest.CaptureFixture[str], *configs: str) -> dict[s
 
 def test_quickstart_uses_the_wandb_logger_config(capsys: pytest.CaptureFixture[str]) -> None:
     quickstart = _printed_logger(capsys, "configs/quickstart.yaml")
-    assert quickstart["class_path"] == "mmfuse.lit.wandb_logger.WandbLogger"
+    assert quickstart["class_path"] == "mmfuse.lit.wandb.logger.WandbLogger"
     assert _printed_logger(capsys, "configs/quickstart.yaml", "configs/logger/wandb.yaml") == quickstart
     csv = _printed_logger(capsys, "configs/quickstart.yaml", "configs/logger/csv.yaml")
     assert csv["class_path"] == "pytorch_lightning.loggers.CSVLogger"

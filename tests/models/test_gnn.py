@@ -17,7 +17,7 @@ pyg = pytest.importorskip("torch_geometric")
 
 from torch_geometric.data import Batch, Data  # noqa: E402
 
-from mmfuse.data.synthetic_graph import random_graph  # noqa: E402
+from mmfuse.data.sources.synthetic_graph import random_graph  # noqa: E402
 from mmfuse.models.masking import masked_mean  # noqa: E402
 
 D = 8

@@ -298,7 +298,7 @@ def test_waveform_normalisation_is_the_feature_extractors(models: dict[str, str]
 
 
 def test_waveform_audio_data_feeds_the_wav2vec2_encoder(models: dict[str, str], tmp_path: Path) -> None:
-    from mmfuse.data.audio import AudioDataModule
+    from mmfuse.data.modalities.audio import AudioDataModule
     from tests.conftest import write_wav
 
     dm = AudioDataModule(features="waveform", sample_rate=16000, max_seconds=0.2)
@@ -317,7 +317,7 @@ def _check(data: Any, encoder: nn.Module, modality: str) -> None:
     from types import SimpleNamespace
 
     from mmfuse.data.multimodal import MultimodalDataModule
-    from mmfuse.lit.data_check import check_data_matches_model
+    from mmfuse.lit.data_links import check_data_matches_model
 
     dm = MultimodalDataModule.__new__(MultimodalDataModule)  # only .modalities is read
     dm.modalities = {modality: data}  # type: ignore[misc]
@@ -325,8 +325,8 @@ def _check(data: Any, encoder: nn.Module, modality: str) -> None:
 
 
 def test_data_that_does_not_fit_the_backbone_is_a_clear_error(models: dict[str, str]) -> None:
-    from mmfuse.data.audio import AudioDataModule
-    from mmfuse.data.image import ImageDataModule
+    from mmfuse.data.modalities.audio import AudioDataModule
+    from mmfuse.data.modalities.image import ImageDataModule
 
     vit = HFImageEncoder(models["vit"], d_model=8)  # 32 x 32, mean [0.1, 0.2, 0.3], std 0.6
     stats = {"mean": [0.1, 0.2, 0.3], "std": [0.6] * 3}

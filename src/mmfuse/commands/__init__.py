@@ -1,6 +1,6 @@
 """mmfuse's own subcommands beside LightningCLI's fit / validate / test / predict.
 
-LightningCLI's subcommands are fixed, so :func:`mmfuse.cli.main` hands these to :func:`run` by name.
+LightningCLI's subcommands are fixed, so :func:`mmfuse.main.main` hands these to :func:`run` by name.
 Each reads the same config files as ``mmfuse fit`` (``--config``, ``--data.*``, ...).
 """
 

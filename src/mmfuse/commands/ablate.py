@@ -16,7 +16,7 @@ from mmfuse.commands.config import full_cli
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.presence import pattern_name
 from mmfuse.lit.run_directory import run_directory
-from mmfuse.lit.wandb_ablation import log_ablation
+from mmfuse.lit.wandb.ablation import log_ablation
 
 DESCRIPTION = """\
 Evaluate a checkpoint on the test split once per non-empty subset of its modalities: the modalities

@@ -13,12 +13,11 @@ from rich.table import Table
 from torch import nn
 
 from mmfuse.commands.config import build_data, parse_config
-from mmfuse.data.check import Report, check, write_problems
 from mmfuse.data.decode import STATUSES
-from mmfuse.data.errors import DataError
+from mmfuse.data.manifest.errors import DataError
 from mmfuse.data.multimodal import MultimodalDataModule
-from mmfuse.lit.data_check import data_modalities, mismatches
-from mmfuse.lit.data_links import link_data_into_encoders
+from mmfuse.data.problems import Report, check, write_problems
+from mmfuse.lit.data_links import data_modalities, link_data_into_encoders, mismatches
 from mmfuse.pretrained import _get
 
 DESCRIPTION = """\
@@ -81,7 +80,7 @@ def main(args: list[str]) -> int:
 
 def check_model(config: Namespace, data: pl.LightningDataModule) -> list[str]:
     """What training would stop on before its first batch: the data and the encoders disagree
-    (:mod:`mmfuse.lit.data_check`), after the data's settings are filled into the encoders as the
+    (:mod:`mmfuse.lit.data_links`), after the data's settings are filled into the encoders as the
     ``mmfuse`` command does (:mod:`mmfuse.lit.data_links`); an encoder that cannot be built."""
     if _get(_get(config, "model"), "encoders") is None:
         return []

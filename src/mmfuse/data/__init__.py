@@ -1,16 +1,16 @@
 """Data: a manifest of samples, one DataModule per modality, and the multimodal join."""
 
-from mmfuse.data.audio import AudioDataModule
-from mmfuse.data.base import ModalityDataModule
-from mmfuse.data.errors import DataError, SampleError
-from mmfuse.data.graph import GraphDataModule
-from mmfuse.data.image import ImageDataModule
-from mmfuse.data.manifest import Manifest, ManifestSource
+from mmfuse.data.manifest.errors import DataError, SampleError
+from mmfuse.data.manifest.manifest import Manifest, ManifestSource
+from mmfuse.data.manifest.tasks import Task, TaskSpec
+from mmfuse.data.modalities.audio import AudioDataModule
+from mmfuse.data.modalities.base import ModalityDataModule
+from mmfuse.data.modalities.graph import GraphDataModule
+from mmfuse.data.modalities.image import ImageDataModule
+from mmfuse.data.modalities.text import TextDataModule
 from mmfuse.data.multimodal import MultimodalDataModule
-from mmfuse.data.synthetic import SyntheticSource
-from mmfuse.data.synthetic_graph import SyntheticGraphSource
-from mmfuse.data.tasks import Task, TaskSpec
-from mmfuse.data.text import TextDataModule
+from mmfuse.data.sources.synthetic import SyntheticSource
+from mmfuse.data.sources.synthetic_graph import SyntheticGraphSource
 
 __all__ = [
     "AudioDataModule",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, NamedTuple
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import DataError, SampleError
-from mmfuse.data.manifest import Manifest, Row
+from mmfuse.data.manifest.errors import DataError, SampleError
+from mmfuse.data.manifest.manifest import Manifest, Row
+from mmfuse.data.modalities.base import ModalityDataModule, Sample
 
 Status = Literal["present", "missing", "broken"]
 STATUSES: tuple[Status, ...] = ("present", "missing", "broken")

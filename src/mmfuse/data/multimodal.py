@@ -11,14 +11,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from mmfuse.data.base import ModalityDataModule
 from mmfuse.data.decode import decode_row
-from mmfuse.data.errors import ConfigError, DataError
-from mmfuse.data.manifest import Manifest, ManifestSource, Row
+from mmfuse.data.manifest.errors import ConfigError, DataError
+from mmfuse.data.manifest.manifest import Manifest, ManifestSource, Row
+from mmfuse.data.manifest.splits import empty_splits, unseen_classes
+from mmfuse.data.manifest.tasks import TaskKind, TaskSpec
+from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
 from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
-from mmfuse.data.splits import empty_splits, unseen_classes
-from mmfuse.data.tasks import TaskKind, TaskSpec
 from mmfuse.types import Batch
 
 Item = dict[str, Any]

@@ -17,10 +17,10 @@ import torch.distributed as dist
 from rich.console import Console
 from rich.markup import escape
 
-from mmfuse.data.base import ModalityDataModule
-from mmfuse.data.check import PROBLEM_COLUMNS, UNKNOWN_SPLIT, reason_kind, scan
-from mmfuse.data.errors import DataError
-from mmfuse.data.manifest import SPLITS, Manifest, Row
+from mmfuse.data.manifest.errors import DataError
+from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
+from mmfuse.data.modalities.base import ModalityDataModule
+from mmfuse.data.problems import PROBLEM_COLUMNS, UNKNOWN_SPLIT, reason_kind, scan
 from mmfuse.lit.run_directory import run_directory
 
 OnBadSample = Literal["error", "skip"]

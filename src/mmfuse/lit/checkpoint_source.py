@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from mmfuse.data.tasks import TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec
 
 #: fsspec protocol -> the package that provides it (not a dependency of mmfuse)
 BACKENDS = {

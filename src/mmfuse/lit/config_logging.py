@@ -9,7 +9,7 @@ import yaml
 from pytorch_lightning.cli import SaveConfigCallback
 
 from mmfuse.lit.run_directory import run_directory
-from mmfuse.lit.wandb_logger import WandbLogger
+from mmfuse.lit.wandb.logger import WandbLogger
 
 
 class RunConfigSaver(SaveConfigCallback):

@@ -11,14 +11,14 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from mmfuse.data.tasks import TaskSpec, output_width
+from mmfuse.data.manifest.tasks import TaskSpec, output_width
 from mmfuse.lit.checkpoint_source import SafeLoading
 from mmfuse.lit.contrastive import ContrastiveObjective
-from mmfuse.lit.data_check import check_data_matches_model
+from mmfuse.lit.data_links import check_data_matches_model
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
 from mmfuse.lit.schedules import Interval, lr_scheduler_config
-from mmfuse.lit.tasks import (
+from mmfuse.lit.task_metrics import (
     RegressionLoss,
     TaskLoss,
     check_tasks,
@@ -53,7 +53,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         encoders: modality -> encoder (see ``mmfuse.models.encoders``).
         fusion: the fuser (see ``mmfuse.models.fusion``).
         tasks: the tasks, each ``{name, kind, names}`` (linked from the data; see
-            :class:`~mmfuse.data.tasks.TaskSpec`): a head, a loss and metrics each.
+            :class:`~mmfuse.data.manifest.tasks.TaskSpec`): a head, a loss and metrics each.
         task_weights: task name -> weight of its loss in the total (default 1 each).
         head_hidden: hidden width of each task head (0: a linear head).
         head_dropout: dropout in the task heads.

@@ -134,7 +134,7 @@ class GraphEncoder(nn.Module):
     ``num_layers`` graph convolutions (``hidden`` wide, each followed by ``norm``, ReLU and dropout,
     with a residual connection where input and output widths match, i.e. every layer but a first
     one that changes the width), then a linear projection to ``d_model``. The batch is PyG's
-    disjoint union of the graphs (what :class:`~mmfuse.data.graph.GraphDataModule` collates); the
+    disjoint union of the graphs (what :class:`~mmfuse.data.modalities.graph.GraphDataModule` collates); the
     nodes are padded per graph with ``torch_geometric.utils.to_dense_batch``. No positions are
     added: nodes have no order, so relabelling a graph's nodes permutes its node tokens and leaves
     every pooled value unchanged.

@@ -9,7 +9,7 @@ Format (see README "Train on your own data"):
   cells hold the text. An empty cell means the modality is missing for that sample.
 - the target column: integer class ids, or class names (mapped to indices in natural order,
   ``class2`` before ``class10``, unless ``classes`` gives the order); or
-  several target columns, one or more per task (see :mod:`mmfuse.data.tasks`).
+  several target columns, one or more per task (see :mod:`mmfuse.data.manifest.tasks`).
 - extra columns are ignored.
 """
 
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mmfuse.data.errors import DataError
-from mmfuse.data.table import read_table
-from mmfuse.data.tasks import TargetError, TargetValue, Task, TaskSpec, missing_value, read_target
+from mmfuse.data.manifest.errors import DataError
+from mmfuse.data.manifest.reader import read_table
+from mmfuse.data.manifest.tasks import TargetError, TargetValue, Task, TaskSpec, missing_value, read_target
 
 SPLITS = ("train", "val", "test")
 
@@ -232,7 +232,7 @@ class ManifestSource:
         classes: the class names of ``target`` in index order. Default: the distinct target values
             in natural order (numbers inside names compare as numbers: ``class2`` before
             ``class10``); integer values are class ids and must be ``0..K-1``.
-        tasks: several targets, each a :class:`~mmfuse.data.tasks.Task` (multiclass, multilabel or
+        tasks: several targets, each a :class:`~mmfuse.data.manifest.tasks.Task` (multiclass, multilabel or
             regression, with its columns); replaces ``target`` and ``classes`` when given.
         val_fraction: share of samples hashed into ``val`` when there is no split column.
         test_fraction: share of samples hashed into ``test`` when there is no split column.

@@ -22,7 +22,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from mmfuse.data.tasks import KINDS, TaskKind, TaskSpec, check_task_name, output_width
+from mmfuse.data.manifest.tasks import KINDS, TaskKind, TaskSpec, check_task_name, output_width
 
 RegressionLoss = Literal["mse", "l1", "huber"]
 

@@ -13,14 +13,14 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import SampleError
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.base import ModalityDataModule, Sample
 from mmfuse.pretrained import resolve_model_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.manifest.manifest import ManifestSource
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1

@@ -36,8 +36,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from mmfuse.data.manifest import ManifestSource
-from mmfuse.data.tasks import Task
+from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.tasks import Task
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
 GENERATOR_VERSION = 2  # 2: the cue_* and tone_khz target columns (the media files are unchanged)

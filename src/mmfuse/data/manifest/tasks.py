@@ -25,7 +25,7 @@ from typing import Literal, TypedDict
 
 from torch import nn
 
-from mmfuse.data.errors import DataError
+from mmfuse.data.manifest.errors import DataError
 
 TaskKind = Literal["multiclass", "multilabel", "regression"]
 KINDS: tuple[TaskKind, ...] = ("multiclass", "multilabel", "regression")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,18 +17,15 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins import CheckpointIO
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from rich.console import Console
 from rich.markup import escape
 
 import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
-from mmfuse.commands import user_errors
-from mmfuse.commands.help import LIGHTNING_PURPOSES, HelpFormatter, top_level_help
-from mmfuse.commands.user_errors import config_errors
-from mmfuse.data.manifest import ManifestSource
-from mmfuse.data.tasks import TaskSpec
-from mmfuse.lit.callbacks import PredictionWriter
+from mmfuse.cli.help import HelpFormatter
+from mmfuse.cli.user_errors import config_errors
+from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.tasks import TaskSpec
 from mmfuse.lit.checkpoint import RunCheckpoint
 from mmfuse.lit.checkpoint_source import (
     CheckpointError,
@@ -43,9 +38,14 @@ from mmfuse.lit.checkpoint_source import (
     restore_data_state,
 )
 from mmfuse.lit.config_logging import RunConfigSaver
-from mmfuse.lit.data_check import check_data_matches_model
-from mmfuse.lit.data_links import build_data, builds_encoder_settings, link_data_into_encoders
+from mmfuse.lit.data_links import (
+    build_data,
+    builds_encoder_settings,
+    check_data_matches_model,
+    link_data_into_encoders,
+)
 from mmfuse.lit.module import MultimodalModule
+from mmfuse.lit.prediction_writer import PredictionWriter
 from mmfuse.lit.progress import choose_progress_bar, stdout_is_terminal
 from mmfuse.lit.quiet import silence_known_noise
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
@@ -58,8 +58,8 @@ from mmfuse.lit.run_directory import (
     run_of_checkpoint,
 )
 from mmfuse.lit.run_facts import RunFacts
-from mmfuse.lit.wandb_logger import WandbLogger, read_run_file
-from mmfuse.lit.wandb_media import WandbMedia
+from mmfuse.lit.wandb.logger import WandbLogger, read_run_file
+from mmfuse.lit.wandb.media import WandbMedia
 from mmfuse.pretrained import link_pretrained
 
 # soft_wrap: paths are printed whole, never broken across lines
@@ -90,7 +90,7 @@ class MultimodalCLI(LightningCLI):
       is filled into ``model.encoders`` before the model is built (the data is built first, once:
       :mod:`mmfuse.lit.data_links`);
     - parse errors are raised (``main`` prints user errors as one message), and the help is shorter
-      (:class:`~mmfuse.commands.help.HelpFormatter`);
+      (:class:`~mmfuse.cli.help.HelpFormatter`);
     - ``--checkpoint.*``: ModelCheckpoint, best by ``val/acc`` plus ``last.ckpt``;
     - ``--predictions.output``: where ``predict`` writes its CSV;
     - Weights & Biases by default (``WandbLogger``: offline without an account), the config logged
@@ -365,66 +365,3 @@ def _reuse(data: Any) -> list[tuple[Any, type, bool]]:
         return data
 
     return [(built, type(data), False)]
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``mmfuse`` command (``args``: the arguments after ``mmfuse``; default ``sys.argv``).
-
-    A user error (bad data, a bad or inconsistent setting, a config that does not parse) is printed as
-    one message on stderr and exits with code 1; ``--debug`` or ``MMFUSE_DEBUG=1`` shows its traceback
-    instead (:mod:`mmfuse.commands.user_errors`). Any other exception keeps its traceback.
-    """
-    argv, debug = user_errors.strip_debug(sys.argv[1:] if args is None else list(args))
-    if args is None:
-        sys.argv = sys.argv[:1] + argv  # DDP starts the other processes with sys.argv: without --debug
-        if debug:
-            os.environ[user_errors.DEBUG_ENV] = "1"  # ...but with the variable
-    try:
-        _dispatch(argv, None if args is None else argv)
-    except SIGTERMException:
-        # Lightning ends a fit on SIGTERM with a SystemExit of code 0; a job a batch system stopped
-        # has not succeeded: 143 (128 + SIGTERM) as the shell reports it, so `fit && test` stops here
-        console.print(
-            "[bold]stopped by SIGTERM[/bold]: the newest state is in last.ckpt; resume with --ckpt_path last"
-        )
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except Exception as error:
-        found = user_errors.find_user_error(error)
-        if found is None or debug or user_errors.debug_from_env():
-            raise
-        user_errors.report(found, argv[0] if argv and not argv[0].startswith("-") else "")
-        raise SystemExit(1) from None
-
-
-def _dispatch(argv: list[str], args: list[str] | None) -> None:
-    from mmfuse.commands import COMMANDS, PURPOSES
-
-    if argv in ([], ["-h"], ["--help"]):
-        print(top_level_help({**LIGHTNING_PURPOSES, **PURPOSES}), end="")
-        # exit code as argparse's --help; without arguments a command is missing
-        raise SystemExit(0 if argv else 1)
-    if argv in (["--version"], ["-V"]):
-        from mmfuse import __version__
-
-        print(f"{__package__} {__version__}")
-        return
-    if argv and argv[0] in COMMANDS:  # mmfuse's own commands: check-data, ablate
-        code = COMMANDS[argv[0]](argv[1:])
-        if code:
-            raise SystemExit(code)
-        return
-    MultimodalCLI(
-        MultimodalModule,
-        pl.LightningDataModule,
-        subclass_mode_data=True,
-        args=args,
-        auto_configure_optimizers=False,
-        parser_kwargs={
-            "prog": "mmfuse",  # also under `python -m mmfuse`
-            **{name: {"description": purpose} for name, purpose in LIGHTNING_PURPOSES.items()},
-        },
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mmfuse.data.errors import DataError
-from mmfuse.data.manifest import SPLITS, Manifest, Row
+from mmfuse.data.manifest.errors import DataError
+from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
 
 _SHOWN_ROWS = 5  # rows and ids named per val/test-only class
 

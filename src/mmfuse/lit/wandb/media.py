@@ -12,9 +12,9 @@ from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from mmfuse.lit.figures import attention_figure, confusion_figure, figure_pixels, safe_name
-from mmfuse.lit.val_samples import FixedSamples, fixed_val_samples, media_value
-from mmfuse.lit.wandb_logger import is_live
+from mmfuse.lit.wandb.figures import attention_figure, confusion_figure, figure_pixels, safe_name
+from mmfuse.lit.wandb.val_samples import FixedSamples, fixed_val_samples, media_value
+from mmfuse.lit.wandb.logger import is_live
 
 
 class WandbMedia(pl.Callback):
@@ -38,7 +38,7 @@ class WandbMedia(pl.Callback):
       class, columns predicted, the count in each cell, a colour bar).
 
     Keys and media file names hold only letters, digits, ``_``, ``.``, ``-`` and ``/`` (a modality
-    name with other characters is rewritten, see :func:`~mmfuse.lit.figures.safe_name`).
+    name with other characters is rewritten, see :func:`~mmfuse.lit.wandb.figures.safe_name`).
 
     Without a W&B logger it does nothing.
 

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import SampleError
-from mmfuse.data.image_modes import image_to_array
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.base import ModalityDataModule, Sample
+from mmfuse.data.modalities.image_modes import image_to_array
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.manifest.manifest import ManifestSource
 
 _LEGACY_CROP_PAD = 4  # what the deprecated `augment: true` cropped within
 # 50 megapixels: every camera and phone photo (48 MP sensors: 8000 x 6000) fits; one decode then
@@ -30,10 +30,11 @@ class ImageDataModule(ModalityDataModule):
     """Decodes image files (PNG, JPEG, anything Pillow reads) into ``(C, H, W)`` float tensors.
 
     Each image is turned upright (EXIF orientation), converted to grey (``channels=1``) or RGB
-    (``channels=3``) whatever its mode (16-bit scaled from its full range, transparency composited over
-    ``alpha_background``, palette and CMYK converted: see :mod:`mmfuse.data.image_modes`), resized to
-    ``size x size`` with bilinear filtering, scaled to ``[0, 1]`` and normalised with
-    ``(x - mean) / std`` per channel. The encoder receives ``pixel_values`` of shape ``(B, C, H, W)``.
+    (``channels=3``) whatever its mode (16-bit scaled from its full range, transparency composited
+    over ``alpha_background``, palette and CMYK converted: see
+    :mod:`mmfuse.data.modalities.image_modes`), resized to ``size x size`` with bilinear filtering,
+    scaled to ``[0, 1]`` and normalised with ``(x - mean) / std`` per channel.
+    The encoder receives ``pixel_values`` of shape ``(B, C, H, W)``.
 
     Args:
         column: manifest column holding the image path, relative to the manifest's folder.

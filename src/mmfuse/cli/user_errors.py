@@ -1,7 +1,7 @@
 """Errors the user caused are one clear message, not a traceback.
 
-A :class:`~mmfuse.data.errors.DataError` (a bad manifest row or file), a
-:class:`~mmfuse.data.errors.ConfigError` (a setting that cannot work, two settings that disagree), a
+A :class:`~mmfuse.data.manifest.errors.DataError` (a bad manifest row or file), a
+:class:`~mmfuse.data.manifest.errors.ConfigError` (a setting that cannot work, two settings that disagree), a
 config that does not parse, or Lightning's ``MisconfigurationException`` reaches the user as one message
 on stderr and exit code 1, wherever it was raised: Lightning and jsonargparse wrap errors raised in
 hooks and links (``Call to compute_fn of link ... failed``), so the chain of causes is searched. A
@@ -21,7 +21,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from rich.console import Console
 from rich.markup import escape
 
-from mmfuse.data.errors import ConfigError, DataError
+from mmfuse.data.manifest.errors import ConfigError, DataError
 from mmfuse.lit.checkpoint_source import CheckpointError
 
 DEBUG_FLAG = "--debug"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmfuse.data.errors import SampleError
+from mmfuse.data.manifest.errors import SampleError
 
 GraphTensors = dict[str, Tensor]
 SUFFIXES = (".json", ".pt", ".pth")

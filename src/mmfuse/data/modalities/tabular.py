@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import SampleError
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.base import ModalityDataModule, Sample
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.manifest.manifest import ManifestSource
 
 _SEPARATORS = re.compile(r"[;\s]+")  # not commas: a CSV cell would need quotes around them
 

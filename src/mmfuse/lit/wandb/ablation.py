@@ -7,7 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from mmfuse.lit.wandb_logger import WandbLogger, is_live
+from mmfuse.lit.wandb.logger import WandbLogger, is_live
 
 
 def log_ablation(trainer: pl.Trainer, rows: Sequence[dict[str, Any]]) -> str | None:

@@ -17,11 +17,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from mmfuse.data.base import ModalityDataModule
 from mmfuse.data.decode import Status, decode_row
-from mmfuse.data.errors import DataError
-from mmfuse.data.manifest import SPLITS, Manifest, ManifestSource, Row
-from mmfuse.data.splits import empty_splits, unseen_classes
+from mmfuse.data.manifest.errors import DataError
+from mmfuse.data.manifest.manifest import SPLITS, Manifest, ManifestSource, Row
+from mmfuse.data.manifest.splits import empty_splits, unseen_classes
+from mmfuse.data.modalities.base import ModalityDataModule
 
 UNKNOWN_SPLIT = "unknown"  # the split of a row that could not be read far enough to know it
 PROBLEM_COLUMNS = ["split", "row", "id", "column", "file", "reason"]

@@ -1,6 +1,6 @@
 """The graph quickstart dataset: paired image + text + graph samples whose label needs all three.
 
-The same scheme as :mod:`mmfuse.data.synthetic`, with the audio clip replaced by a graph: each
+The same scheme as :mod:`mmfuse.data.sources.synthetic`, with the audio clip replaced by a graph: each
 modality carries one hidden bit, drawn as independent fair coins, and the label is the number of
 active cues (``zero`` .. ``three``). Any one or two modalities predict the label with at most 50%
 accuracy; all three with 100%. Images and sentences are drawn exactly as in the quickstart (same
@@ -15,8 +15,8 @@ stays at 25% of the label instead of 50%); a GNN sees it from the degrees (a rin
 tree always has at least two). Node ids are shuffled and every undirected edge is
 written once (``GraphDataModule`` adds the reverse edges).
 
-Files: ``images/*.png``, ``graphs/*.json`` (the format of :mod:`mmfuse.data.graph_io`), ``manifest.csv``
-(columns ``id, split, image, text, graph, label``) and ``params.json``.
+Files: ``images/*.png``, ``graphs/*.json`` (the format of :mod:`mmfuse.data.modalities.graph_io`),
+``manifest.csv`` (columns ``id, split, image, text, graph, label``) and ``params.json``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmfuse.data.manifest import ManifestSource
-from mmfuse.data.synthetic import (
+from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.sources.synthetic import (
     _IMAGE,
     _TEXT,
     LABELS,

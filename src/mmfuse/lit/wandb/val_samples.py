@@ -8,9 +8,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from mmfuse.data.audio import AudioDataModule
-from mmfuse.data.image import ImageDataModule
-from mmfuse.data.text import TextDataModule
+from mmfuse.data.modalities.audio import AudioDataModule
+from mmfuse.data.modalities.image import ImageDataModule
+from mmfuse.data.modalities.text import TextDataModule
 from mmfuse.types import Batch
 
 

@@ -11,9 +11,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.tasks import TaskSpec
     from mmfuse.data.multimodal import MultimodalDataModule
-    from mmfuse.data.tasks import TaskSpec
 
 Sample = dict[str, Tensor]
 

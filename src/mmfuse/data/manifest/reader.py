@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmfuse.data.errors import DataError
+from mmfuse.data.manifest.errors import DataError
 
 Record = tuple[int, dict[str, str]]  # (1-based data row number, column -> cell text)
 

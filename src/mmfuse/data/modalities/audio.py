@@ -15,11 +15,11 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from transformers.audio_utils import mel_filter_bank
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import SampleError
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.base import ModalityDataModule, Sample
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.manifest.manifest import ManifestSource
 
 _LOG_FLOOR = 1e-6  # added before the log so that silence gives a finite value
 

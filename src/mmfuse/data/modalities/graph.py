@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from mmfuse.data.base import ModalityDataModule, Sample
-from mmfuse.data.errors import SampleError
-from mmfuse.data.graph_io import MAX_JSON_MB, read_graph
+from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities.base import ModalityDataModule, Sample
+from mmfuse.data.modalities.graph_io import MAX_JSON_MB, read_graph
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest import ManifestSource
+    from mmfuse.data.manifest.manifest import ManifestSource
 
 
 def require_pyg() -> None:
@@ -31,7 +31,7 @@ class GraphDataModule(ModalityDataModule):
     """Reads one graph per sample and batches graphs with PyTorch Geometric.
 
     A graph cell holds a path, relative to the manifest's folder, to a ``.json`` file in the format
-    documented in :mod:`mmfuse.data.graph_io` or a ``.pt`` file saved from a PyG ``Data`` object
+    documented in :mod:`mmfuse.data.modalities.graph_io` or a ``.pt`` file saved from a PyG ``Data`` object
     (loaded with ``torch.load(weights_only=True)``). Every graph must have ``node_dim`` node
     features (and ``edge_dim`` edge features when ``edge_dim > 0``). Malformed files stop with an
     error naming the file, row, id and column.

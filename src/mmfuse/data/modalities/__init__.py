@@ -1,0 +1,1 @@
+"""One LightningDataModule per modality: decode one column into one sample's tensors."""

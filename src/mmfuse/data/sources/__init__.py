@@ -1,0 +1,1 @@
+"""Where samples come from besides a hand-written manifest: generated datasets."""
