@@ -22,8 +22,10 @@ them with an image encoder, as MultiBench's LeNet baselines do; there is no wave
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 import numpy as np
 

@@ -30,8 +30,10 @@ audio has -inf) are 0, as MulT sets them. The 50-step sequences themselves are n
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 import numpy as np
 

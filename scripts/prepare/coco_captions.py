@@ -17,6 +17,10 @@ The 5,000 test images are the "5K" test set; the "1K" figures average five folds
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 import _karpathy
 

@@ -15,8 +15,10 @@ and writes ``<out>/manifest.jsonl`` (``id``: ``<image>-<k>``, ``split``, ``image
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 import _karpathy
 

@@ -19,8 +19,10 @@ or ``--test test_unseen.jsonl`` choose the phase 2 "unseen" sets instead. A file
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 
 LABELS = {0: "not_hateful", 1: "hateful"}

@@ -17,8 +17,10 @@ below; a movie with none of them (only News, Adult, Reality-TV or Talk-Show) is 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 
 #: the 23 genres of the GMU paper's experiments (and MMBT's), most frequent first
