@@ -1,6 +1,6 @@
 """MM-IMDb (Arevalo et al., 2017) -> an mmfuse manifest: poster + plot, multilabel genres.
 
-Reads the release as ``mmimdb.tar.gz`` unpacks it (https://archive.org/details/mmimdb)::
+Reads the release as ``mmimdb.tar.gz`` unpacks it (the dataset's page: http://lisi1.unal.edu.co/mmimdb/)::
 
     mmimdb/split.json               {"train": [id, ...], "dev": [...], "test": [...]}
     mmimdb/dataset/<id>.json        {"genres": ["Drama", ...], "plot": ["...", ...], ...}
@@ -8,8 +8,9 @@ Reads the release as ``mmimdb.tar.gz`` unpacks it (https://archive.org/details/m
 
 and writes ``<out>/manifest.jsonl`` (``id``, ``split``: train / val (the release's dev) / test,
 ``image``: ``dataset/<id>.jpeg`` through a link to the release's folder, ``text``: the longest plot,
-``genres``: the genres joined by ``|``). As in the GMU paper and MMBT, the targets are the 23 genres
-below; a movie with none of them (only News, Adult, Reality-TV or Talk-Show) is left out and counted.
+``genres``: the genres joined by ``|``). The text is picked as MMF's MM-IMDb converter (used for MMBT)
+picks it; the targets are the 23 genres of the GMU paper's experiments, listed below. A movie with none
+of them (only News, Adult, Reality-TV or Talk-Show) is left out and counted.
 
     python scripts/prepare/mmimdb.py --root data/downloads/mmimdb
     mmfuse fit --config configs/benchmarks/mmimdb.yaml
@@ -23,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 import _common as c
 
-#: the 23 genres of the GMU paper's experiments (and MMBT's), most frequent first
+#: the 23 genres of the GMU paper's experiments, most frequent first
 GENRES = [
     "Drama", "Comedy", "Romance", "Thriller", "Crime", "Action", "Adventure", "Horror", "Documentary",
     "Mystery", "Sci-Fi", "Fantasy", "Family", "Biography", "War", "History", "Music", "Animation",
@@ -50,7 +51,7 @@ def convert_movie(dataset: Path, movie_id: str, split: str) -> dict[str, str] | 
         "id": movie_id,
         "split": split,
         "image": f"dataset/{movie_id}.jpeg",
-        "text": max(plots, key=len).strip(),  # the longest of the plot summaries, as MMBT reads them
+        "text": max(plots, key=len).strip(),  # the longest plot summary, as MMF's converter
         "genres": "|".join(genres),
     }
 
