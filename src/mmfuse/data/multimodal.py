@@ -9,6 +9,8 @@ from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 import torch
+from rich.console import Console
+from rich.markup import escape
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from mmfuse.data.decode import decode_row
@@ -18,7 +20,7 @@ from mmfuse.data.manifest.splits import empty_splits, unseen_classes
 from mmfuse.data.manifest.tasks import TaskKind, TaskSpec
 from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
-from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
+from mmfuse.data.selection import Join, OnBadSample, RowSelection, SkipReport
 from mmfuse.types import Batch
 
 Item = dict[str, Any]
@@ -170,8 +172,29 @@ class MultimodalDataModule(pl.LightningDataModule):
         self._manifest: Manifest | None = None
         self._load_problems: list[DataError] = []
         self._selection: RowSelection | None = None
+        self._skip_report: SkipReport | None = None
         self._restored_classes: dict[str, list[str]] = {}
         self._fitted = False
+
+    @classmethod
+    def alone(cls, modality: ModalityDataModule) -> MultimodalDataModule:
+        """The join of one modality: a single-modality run, with the modality's own ``source``,
+        ``batch_size`` and ``num_workers`` (what a config's ``data`` of one modality means).
+
+        Raises:
+            ConfigError: the modality has no ``source``.
+        """
+        if modality.source is None:
+            raise ConfigError(
+                f"{type(modality).__name__} used on its own needs `source` (the manifest); "
+                "inside MultimodalDataModule the source is given there instead."
+            )
+        return cls(
+            source=modality.source,
+            modalities={modality.name: modality},
+            batch_size=modality.batch_size,
+            num_workers=modality.num_workers,
+        )
 
     # --- what the model is linked to ----------------------------------------------------------
 
@@ -295,9 +318,18 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def _select(self, splits: list[str]) -> None:
         new = self.selection.prepare(splits)
-        trainer = self.trainer
-        if new and (trainer is None or trainer.is_global_zero):
-            report_skipped(self.selection, new, trainer)
+        report = self.selection.report(new) if new else None
+        if report is not None and (self.trainer is None or self.trainer.is_global_zero):
+            console = Console(soft_wrap=True, stderr=True)
+            for line in report.lines:
+                console.print(f"[bold yellow]data[/bold yellow] {escape(line)}")
+        self._skip_report = report
+
+    def take_skip_report(self) -> SkipReport | None:
+        """What the last ``setup`` left out (None: nothing), once; ``setup`` printed its lines. The
+        Lightning layer logs the counts and writes ``skipped_samples.csv`` in the run directory."""
+        report, self._skip_report = self._skip_report, None
+        return report
 
     def rows(self, split: str, labelled: bool = True) -> list[Row]:
         """The rows used for ``split`` (``all``: every split), after ``join`` and ``on_bad_sample``."""
@@ -373,3 +405,8 @@ class MultimodalDataModule(pl.LightningDataModule):
             return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; classes {m.classes}"
         tasks = "; ".join(f"{t.name} ({t.kind}{': ' + str(t.names) if t.names else ''})" for t in m.tasks)
         return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; tasks {tasks or 'none'}"
+
+
+def joined(data: pl.LightningDataModule) -> pl.LightningDataModule:
+    """A lone modality as the join of one (:meth:`MultimodalDataModule.alone`); others as they are."""
+    return MultimodalDataModule.alone(data) if isinstance(data, ModalityDataModule) else data

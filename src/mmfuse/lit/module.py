@@ -18,6 +18,7 @@ from mmfuse.lit.data_links import check_data_matches_model
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
 from mmfuse.lit.schedules import Interval, lr_scheduler_config
+from mmfuse.lit.skipped_rows import report_skipped_rows
 from mmfuse.lit.task_metrics import (
     RegressionLoss,
     TaskLoss,
@@ -202,6 +203,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
+            report_skipped_rows(self.trainer, datamodule)  # after the data's setup, which chose the rows
             check_data_matches_model(datamodule, self.model)
 
     def _metrics(self, stage: str, task: str) -> MetricCollection:
