@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from mmfuse.data.decode import decode_row
+from mmfuse.data.decode import decode_row, missing_columns
 from mmfuse.data.manifest.errors import ConfigError, DataError
 from mmfuse.data.manifest.manifest import Manifest, ManifestSource, Row
 from mmfuse.data.manifest.splits import empty_splits, unseen_classes
-from mmfuse.data.manifest.tasks import TaskKind, TaskSpec
+from mmfuse.data.manifest.tasks import TaskKind, TaskSpec, first_multiclass
 from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
 from mmfuse.data.selection import Join, OnBadSample, RowSelection, SkipReport
@@ -32,7 +32,7 @@ class ManifestDataset(Dataset[Item | DataError]):
     Args:
         manifest: the parsed manifest.
         rows: the rows of this split.
-        modalities: modality name -> the DataModule that decodes its column.
+        modalities: modality name -> the DataModule that decodes its column, in sorted name order.
         train: decode with train-time augmentation.
         labelled: check targets (train/val/test); False for predict, where a target may be anything.
 
@@ -49,7 +49,7 @@ class ManifestDataset(Dataset[Item | DataError]):
     ) -> None:
         self.manifest = manifest
         self.rows = list(rows)
-        self.modalities = dict(sorted(modalities.items()))
+        self.modalities = dict(modalities)
         self.train = train
         self.labelled = labelled
 
@@ -84,13 +84,13 @@ class Collate:
     """Turns dataset items into a :class:`~mmfuse.types.Batch` (a class, so that workers can pickle it).
 
     Args:
-        modalities: modality name -> the DataModule that collates its samples.
+        modalities: modality name -> the DataModule that collates its samples, in sorted name order.
         tasks: task name -> kind; multiclass targets become ``(B,)`` long, multilabel ``(B, K)``
             float and regression ``(B,)`` float tensors.
     """
 
     def __init__(self, modalities: Mapping[str, ModalityDataModule], tasks: Mapping[str, TaskKind]) -> None:
-        self.modalities = dict(sorted(modalities.items()))
+        self.modalities = dict(modalities)
         self.tasks = dict(tasks)
 
     def __call__(self, items: Sequence[Item | DataError]) -> Batch | DataError:
@@ -160,6 +160,8 @@ class MultimodalDataModule(pl.LightningDataModule):
         if num_workers < 0:
             raise ConfigError(f"data.init_args.num_workers must be >= 0, got {num_workers}")
         self.source = source
+        # sorted once, here where they are received: the batches, the row selection and the
+        # encoders' order (ARCHITECTURE: modalities in sorted key order) all follow this dict
         self.modalities = dict(sorted(modalities.items()))
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -208,7 +210,9 @@ class MultimodalDataModule(pl.LightningDataModule):
             whole_file = [e for e in self._load_problems if e.row is None]
             if whole_file:
                 raise whole_file[0]  # e.g. no target column: not a row that can be skipped
-            self._check_columns(manifest)
+            missing = missing_columns(manifest, self.modalities)
+            if missing:
+                raise missing[0]
             for task, classes in self._restored_classes.items():
                 manifest.set_classes(task, classes)
             self._manifest = manifest
@@ -225,14 +229,10 @@ class MultimodalDataModule(pl.LightningDataModule):
         return self.manifest.classes
 
     @property
-    def num_classes(self) -> int:
-        """The number of classes of the first multiclass task."""
-        return len(self.class_names)
-
-    @property
     def task(self) -> str | None:
         """The name of the first multiclass task (its key in ``Batch.targets``), or None."""
-        return next((t["name"] for t in self.tasks if t["kind"] == "multiclass"), None)
+        first = first_multiclass(self.tasks)
+        return first["name"] if first else None
 
     def _check_target_columns(self) -> None:
         """Training and evaluation need every target column (predict does not: see ``Task.resolve``)."""
@@ -246,16 +246,6 @@ class MultimodalDataModule(pl.LightningDataModule):
                         file=str(manifest.path),
                         column=column,
                     )
-
-    def _check_columns(self, manifest: Manifest) -> None:
-        for name, dm in self.modalities.items():
-            if dm.column not in manifest.columns:
-                raise DataError(
-                    f"modality {name!r} reads column {dm.column!r}, which the manifest does not have "
-                    f"(columns: {manifest.columns})",
-                    file=str(manifest.path),
-                    column=dm.column,
-                )
 
     # --- LightningDataModule hooks -----------------------------------------------------------
 
@@ -377,17 +367,14 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "classes": list(self.class_names),  # the first multiclass task's, as before several tasks
+            "classes": list(self.class_names),  # the first multiclass task's, for readers of the file
             "task_classes": {t.name: list(t.names) for t in self.manifest.tasks if t.kind != "regression"},
             "modalities": {name: dm.state_dict() for name, dm in self.modalities.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # the checkpoint's class order wins, per task: the model's outputs were trained in that order
-        restored = state_dict.get("task_classes")
-        if restored is None:  # a checkpoint from before several tasks: one multiclass task
-            first = next((t for t in self.source.declared_tasks() if t.kind == "multiclass"), None)
-            restored = {first.name: state_dict["classes"]} if first is not None else {}
+        restored = state_dict["task_classes"]
         self._restored_classes = {name: list(classes) for name, classes in restored.items()}
         if self._manifest is not None:
             for task, classes in self._restored_classes.items():

@@ -33,7 +33,7 @@ class RowSelection:
 
     Args:
         manifest: the manifest, loaded with a problems list in skip mode.
-        modalities: modality name -> its DataModule (fitted).
+        modalities: modality name -> its DataModule (fitted), in sorted name order.
         on_bad_sample: ``error`` (bad rows stay, and raise when loaded) or ``skip``.
         join: ``outer`` (partial rows stay, with absent modalities masked) or ``inner``.
         load_problems: the rows the manifest reader left out (skip mode), each a DataError.
@@ -50,7 +50,7 @@ class RowSelection:
         num_workers: int = 0,
     ) -> None:
         self.manifest = manifest
-        self.modalities = dict(sorted(modalities.items()))
+        self.modalities = dict(modalities)
         self.on_bad_sample = on_bad_sample
         self.join = join
         self.num_workers = num_workers
@@ -89,16 +89,7 @@ class RowSelection:
                 f" (and {empty[1:]})" if empty[1:] else ""
             )
             column = self.modalities[empty[0]].column
-            self.dropped[row.row] = [
-                DataError(
-                    reason,
-                    file=str(self.manifest.path),
-                    row=row.row,
-                    sample_id=row.id,
-                    column=column,
-                    split=row.split,
-                )
-            ]
+            self.dropped[row.row] = [DataError.in_row(reason, row, str(self.manifest.path), column)]
         return bool(empty)
 
     def rows(self, split: str, labelled: bool = True) -> list[Row]:

@@ -11,7 +11,7 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from mmfuse.data.manifest.tasks import TaskSpec, output_width
+from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass, output_width
 from mmfuse.lit.checkpoint_source import SafeLoading
 from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.data_links import check_data_matches_model
@@ -170,7 +170,8 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
     @property
     def task(self) -> str | None:
         """The first multiclass task (what the presence breakdown, W&B media and ablations show), or None."""
-        return next((t["name"] for t in self.tasks if t["kind"] == "multiclass"), None)
+        first = first_multiclass(self.tasks)
+        return first["name"] if first else None
 
     @property
     def class_names(self) -> list[str]:

@@ -23,7 +23,15 @@ from pathlib import Path
 
 from mmfuse.data.manifest.errors import DataError
 from mmfuse.data.manifest.reader import read_table
-from mmfuse.data.manifest.tasks import TargetError, TargetValue, Task, TaskSpec, missing_value, read_target
+from mmfuse.data.manifest.tasks import (
+    TargetError,
+    TargetValue,
+    Task,
+    TaskSpec,
+    first_multiclass,
+    missing_value,
+    read_target,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -95,7 +103,8 @@ class Manifest:
         return [c for t in self.tasks for c in t.target_columns]
 
     def _first_multiclass(self) -> Task | None:
-        return next((t for t in self.tasks if t.kind == "multiclass"), None)
+        first = first_multiclass(t.spec() for t in self.tasks)
+        return next(t for t in self.tasks if t.name == first["name"]) if first else None
 
     def outside_root(self, cell: str) -> str | None:
         """Why a media path leads outside the manifest's folder (``..`` or absolute), or None when it
@@ -166,11 +175,6 @@ class Manifest:
                 problems.append((columns[0], f"every target is empty (columns {columns})"))
         return problems
 
-    def target_problem(self, row: Row) -> str | None:
-        """The first of :meth:`target_problems`' reasons, or None."""
-        problems = self.target_problems(row)
-        return problems[0][1] if problems else None
-
     def targets(self, row: Row, strict: bool = True) -> dict[str, TargetValue]:
         """Every task's target value for a row: class index ``-1`` / NaN where it is missing.
 
@@ -208,14 +212,7 @@ class Manifest:
         return value if isinstance(value, int) else -1
 
     def _target_error(self, row: Row, error: TargetError) -> DataError:
-        return DataError(
-            error.reason,
-            file=str(self.path),
-            row=row.row,
-            sample_id=row.id,
-            column=error.column,
-            split=row.split,
-        )
+        return DataError.in_row(error.reason, row, str(self.path), error.column)
 
 
 class ManifestSource:

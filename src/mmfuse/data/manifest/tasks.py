@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypedDict
@@ -52,6 +52,12 @@ class TaskSpec(TypedDict):
     name: str
     kind: TaskKind
     names: list[str]
+
+
+def first_multiclass(tasks: Iterable[TaskSpec]) -> TaskSpec | None:
+    """The first multiclass task, or None: the one whose classes reports count, and that the presence
+    breakdown, W&B media and ablations show."""
+    return next((t for t in tasks if t["kind"] == "multiclass"), None)
 
 
 def output_width(spec: TaskSpec) -> int:
