@@ -16,7 +16,7 @@ pytest.importorskip("torch_geometric")
 from torch_geometric.data import Data, HeteroData
 
 from mmfuse.data.manifest.errors import DataError, SampleError
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.modalities.graph import GraphDataModule
 from mmfuse.data.multimodal import MultimodalDataModule
 from mmfuse.data.problems import check

@@ -24,7 +24,7 @@ from rich.markup import escape
 import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
 from mmfuse.cli.help import HelpFormatter
 from mmfuse.cli.user_errors import config_errors
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import TaskSpec
 from mmfuse.data.multimodal import joined
 from mmfuse.lit.checkpoint import RunCheckpoint

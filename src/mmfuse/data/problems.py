@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmfuse.data.decode import Status, decode_row, missing_columns
 from mmfuse.data.manifest.errors import DataError
-from mmfuse.data.manifest.manifest import SPLITS, Manifest, ManifestSource, Row
+from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.splits import empty_splits, unseen_classes
 from mmfuse.data.modalities.base import ModalityDataModule
 

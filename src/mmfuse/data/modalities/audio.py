@@ -20,7 +20,7 @@ from mmfuse.data.manifest.errors import SampleError
 from mmfuse.data.modalities.base import ModalityDataModule, Sample
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 _LOG_FLOOR = 1e-6  # added before the log so that silence gives a finite value
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import Tensor
 
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 
 Sample = dict[str, Tensor]
 

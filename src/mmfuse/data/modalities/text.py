@@ -19,7 +19,7 @@ from mmfuse.pretrained import resolve_model_path
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
