@@ -89,6 +89,22 @@ def test_resample_gives_expected_length_and_pitch(tmp_path: Path) -> None:
     assert _peak_bin(a) == _peak_bin(dm.load(native, tmp_path, train=False)["input_features"])
 
 
+def test_resample_drops_a_tone_above_the_new_nyquist_instead_of_aliasing_it(tmp_path: Path) -> None:
+    # 16 kHz -> 8 kHz: 6 kHz cannot be represented (Nyquist 4 kHz). Linear interpolation folds it to
+    # a false 2 kHz tone at ~0.4 of its amplitude; a band-limited resampler filters it out.
+    dm = AudioDataModule(sample_rate=8000, resample=True, features="waveform")
+
+    def rms(name: str) -> float:
+        wave = dm.load(name, tmp_path, train=False)["input_values"]
+        assert len(wave) == 4000  # 0.5 s at 8 kHz
+        return float(wave[400:-400].pow(2).mean().sqrt())  # away from the filter's edge transients
+
+    high = rms(_write(tmp_path, "high.wav", _tone(6000.0, seconds=0.5)))
+    low = rms(_write(tmp_path, "low.wav", _tone(1000.0, seconds=0.5)))
+    assert low > 0.9 * 0.5 / math.sqrt(2)  # a tone below the new Nyquist keeps its level
+    assert high < 0.02 * low
+
+
 def test_crop_to_max_seconds(tmp_path: Path) -> None:
     noise = np.random.default_rng(0).normal(0, 0.1, 2 * SR).astype(np.float32)
     name = _write(tmp_path, "long.wav", noise)

@@ -16,7 +16,7 @@ pytest.importorskip("torch_geometric")
 from torch_geometric.data import Data, HeteroData
 
 from mmfuse.data.manifest.errors import DataError, SampleError
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.modalities.graph import GraphDataModule
 from mmfuse.data.multimodal import MultimodalDataModule
 from mmfuse.data.problems import check
@@ -223,9 +223,11 @@ def _graph_manifest(tmp_path: Path, bad: dict[str, Any] | None = None) -> Path:
 
 
 def test_standalone_graph_classification_batches(tmp_path: Path) -> None:
-    dm = GraphDataModule(node_dim=2, source=ManifestSource(str(_graph_manifest(tmp_path))), batch_size=4)
+    source = ManifestSource(str(_graph_manifest(tmp_path)))
+    graph_dm = GraphDataModule(node_dim=2, source=source, batch_size=4)
+    dm = MultimodalDataModule.alone(graph_dm)
     dm.setup("fit")
-    assert dm.num_classes == 2
+    assert len(dm.class_names) == 2
     batches = list(dm.train_dataloader())
     graph = batches[0].inputs["graph"]
     assert set(graph) == {"x", "edge_index", "batch", "node_counts"}

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mmfuse.data.manifest.errors import DataError
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.modalities.image import ImageDataModule
 from mmfuse.data.problems import check
 from tests.conftest import write_manifest, write_png
@@ -120,7 +120,7 @@ def test_inferred_class_names_come_in_natural_order(tmp_path: Path) -> None:
 
 
 def test_natural_key_orders_numbers_by_value() -> None:
-    from mmfuse.data.manifest.tasks import natural_key
+    from mmfuse.data.manifest.class_names import natural_key
 
     words = ["x10", "x9", "x09", "10", "9", "x", "x²", "img_2_b", "img_10_a"]
     assert sorted(words, key=natural_key) == ["9", "10", "img_2_b", "img_10_a", "x", "x09", "x9", "x10", "x²"]

@@ -1,4 +1,5 @@
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def _rewrite(manifest: Path, index: int, **cells: str) -> None:
 def test_batches_join_modalities_by_id(small_manifest: Path) -> None:
     dm = _dm(small_manifest)
     dm.setup("fit")
-    assert dm.class_names == ["cat", "dog"] and dm.num_classes == 2 and dm.task == "label"
+    assert dm.class_names == ["cat", "dog"] and dm.task == "label"
     batch = next(iter(dm.val_dataloader()))
     assert batch.ids == ["s8", "s9"]
     assert batch.inputs["image"]["pixel_values"].shape == (2, 3, 16, 16)
@@ -96,11 +97,43 @@ def test_vocabulary_and_classes_travel_in_state_dict(small_manifest: Path) -> No
 
 
 def test_a_modality_datamodule_alone(small_manifest: Path) -> None:
-    dm = ImageDataModule(size=8, source=ManifestSource(str(small_manifest)), batch_size=3)
+    image = ImageDataModule(size=8, source=ManifestSource(str(small_manifest)), batch_size=3)
+    dm = MultimodalDataModule.alone(image)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert list(batch.inputs) == ["image"] and batch.inputs["image"]["pixel_values"].shape == (3, 3, 8, 8)
-    assert dm.num_classes == 2
+    assert len(dm.class_names) == 2
+    with pytest.raises(TypeError, match=r"MultimodalDataModule\.alone"):
+        image.setup("fit")  # a modality serves no batches itself: the message says what does
+
+
+def test_a_config_of_one_modality_is_served_by_its_join(small_manifest: Path, tmp_path: Path) -> None:
+    import pytorch_lightning as pl
+
+    from mmfuse.cli import MultimodalCLI
+    from mmfuse.lit.module import MultimodalModule
+
+    source = {"class_path": "mmfuse.data.ManifestSource", "init_args": {"path": str(small_manifest)}}
+    data = {"class_path": "mmfuse.data.ImageDataModule", "init_args": {"size": 8, "source": source}}
+    encoder = {"class_path": "mmfuse.models.encoders.ImageCNN", "init_args": {"d_model": 8, "channels": [4]}}
+    cli = MultimodalCLI(
+        MultimodalModule,
+        pl.LightningDataModule,
+        subclass_mode_data=True,
+        args=[
+            f"--data={json.dumps(data)}",
+            f"--model.encoders={json.dumps({'image': encoder})}",
+            "--model.fusion=mmfuse.models.fusion.ConcatFusion",
+            "--model.fusion.init_args.d_model=8",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        run=False,
+        auto_configure_optimizers=False,
+    )
+    assert isinstance(cli.datamodule, MultimodalDataModule)  # the join of the one configured modality
+    assert list(cli.datamodule.modalities) == ["image"] and cli.datamodule.batch_size == 64
+    assert [t["names"] for t in cli.model.tasks] == [["cat", "dog"]]
 
 
 def test_workers_decode_the_same_batches(small_manifest: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mmfuse.data import DataError, ManifestSource, MultimodalDataModule, Task, TextDataModule
+from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass
 from mmfuse.data.problems import check
 from tests.conftest import write_manifest
 
@@ -180,10 +181,6 @@ def test_checkpoint_class_order_wins_per_task(multitask_manifest: Path) -> None:
     batch = next(iter(restored.val_dataloader()))
     assert batch.targets["label"].tolist() == [-1, 1]  # s9 is a dog: index 0 -> 1 in the old order
     assert batch.targets["tags"][0].tolist() == [1.0, 0.0, 1.0]
-    # a checkpoint from before several tasks: its one class list is the first multiclass task's
-    old = _dm(multitask_manifest)
-    old.load_state_dict({"classes": ["dog", "cat"], "modalities": state["modalities"]})
-    assert old.tasks[0]["names"] == ["dog", "cat"]
 
 
 @pytest.mark.parametrize(
@@ -218,3 +215,15 @@ def test_nan_is_the_missing_value_not_a_number_cell(multitask_manifest: Path) ->
     m = ManifestSource(str(multitask_manifest), tasks=TASKS).load()
     assert m.target_problems(m.rows[0]) == [("score", "regression target 'nan' is not a finite number")]
     assert math.isnan(m.targets(m.rows[0], strict=False)["score"])  # type: ignore[arg-type]
+
+
+def test_the_first_multiclass_task_is_the_first_in_declared_order() -> None:
+    specs = [
+        TaskSpec(name="tone", kind="regression", names=[]),
+        TaskSpec(name="tags", kind="multilabel", names=["a", "b"]),
+        TaskSpec(name="second", kind="multiclass", names=["x", "y"]),
+        TaskSpec(name="third", kind="multiclass", names=["p"]),
+    ]
+    first = first_multiclass(specs)
+    assert first is not None and first["name"] == "second"
+    assert first_multiclass(specs[:2]) is None

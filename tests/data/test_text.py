@@ -133,3 +133,21 @@ def test_hf_collate_uses_pad_token(minilm_path: str) -> None:
     ids, mask = batch["input_ids"], batch["attention_mask"]
     assert (ids[~mask] == pad_id).all()
     assert mask.sum(1).tolist() == [5, 3, 0]
+
+
+def test_the_learnt_vocabulary_saves_as_a_tokenizer_that_transformers_loads(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    dm = TextDataModule(vocab_size=8)
+    dm.fit(CORPUS)
+    path = dm.save_tokenizer(tmp_path / "tok")
+    assert path.name == "tokenizer.json"
+    text = "The cat sat on a zebra!"
+    ids = _ids(dm, text)
+    assert 1 in ids  # an unknown word is <unk> in both
+    for loaded in (
+        AutoTokenizer.from_pretrained(str(tmp_path / "tok")),
+        PreTrainedTokenizerFast(tokenizer_file=str(path)),
+    ):
+        assert loaded(text)["input_ids"] == ids
+        assert loaded.convert_ids_to_tokens([0, 1]) == ["<pad>", "<unk>"]

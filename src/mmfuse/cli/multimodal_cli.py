@@ -24,8 +24,9 @@ from rich.markup import escape
 import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
 from mmfuse.cli.help import HelpFormatter
 from mmfuse.cli.user_errors import config_errors
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import TaskSpec
+from mmfuse.data.multimodal import joined
 from mmfuse.lit.checkpoint import RunCheckpoint
 from mmfuse.lit.checkpoint_source import (
     CheckpointError,
@@ -217,10 +218,11 @@ class MultimodalCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         # a ValueError here is a constructor rejecting its settings (wrapped by jsonargparse inside links)
         with config_errors():
-            data = None
+            data = built = None
             if builds_encoder_settings(config):
                 # the data first: what it learns from the train split sizes the encoders (lit/data_links.py)
-                data = build_data(config)
+                built = build_data(config)
+                data = joined(built)  # a config's `data` of one modality: the join of one
                 if getattr(self, "_checkpoint_tasks", None) is not None:
                     self._data_tasks(data)  # the checkpoint's tasks, before the data reads its manifest
                     # its vocabulary too: the encoders are sized as trained, not by today's train split
@@ -228,7 +230,7 @@ class MultimodalCLI(LightningCLI):
                 for note in link_data_into_encoders(config, data):
                     if getattr(rank_zero_only, "rank", 0) == 0:
                         Console(stderr=True, soft_wrap=True).print(f"[bold]note[/bold] {escape(note)}")
-            self.config_init = self.parser.instantiate(self.config, instantiators=_reuse(data))
+            self.config_init = self.parser.instantiate(self.config, instantiators=_reuse(data, type(built)))
             self.datamodule = self._get(self.config_init, "data")
             self.model = self._get(self.config_init, "model")
             self._add_configure_optimizers_method_to_model(self.subcommand)
@@ -356,12 +358,13 @@ class MultimodalCLI(LightningCLI):
                 console.print(f"[bold]W&B[/bold] {where}")
 
 
-def _reuse(data: Any) -> list[tuple[Any, type, bool]]:
-    """A jsonargparse instantiator that hands out the DataModule already built instead of a second one."""
+def _reuse(data: Any, config_class: type) -> list[tuple[Any, type, bool]]:
+    """A jsonargparse instantiator that hands out the DataModule already built (``data``) where the
+    config names ``config_class``, instead of building a second one."""
     if data is None:
         return []
 
     def built(class_type: type, *args: Any, **kwargs: Any) -> Any:
         return data
 
-    return [(built, type(data), False)]
+    return [(built, config_class, False)]

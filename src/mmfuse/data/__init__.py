@@ -1,7 +1,8 @@
 """Data: a manifest of samples, one DataModule per modality, and the multimodal join."""
 
 from mmfuse.data.manifest.errors import DataError, SampleError
-from mmfuse.data.manifest.manifest import Manifest, ManifestSource
+from mmfuse.data.manifest.manifest import Manifest
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import Task, TaskSpec
 from mmfuse.data.modalities.audio import AudioDataModule
 from mmfuse.data.modalities.base import ModalityDataModule

@@ -58,16 +58,7 @@ def decode_row(
     problems: list[DataError] = []
 
     def problem(reason: str, column: str | None, file: str | None = None) -> None:
-        problems.append(
-            DataError(
-                reason,
-                file=file or str(manifest.path),
-                row=row.row,
-                sample_id=row.id,
-                column=column,
-                split=row.split,
-            )
-        )
+        problems.append(DataError.in_row(reason, row, file or str(manifest.path), column))
 
     for name, dm in modalities.items():
         inputs[name] = None
@@ -96,3 +87,17 @@ def decode_row(
         for column, reason in manifest.target_problems(row):
             problem(reason, column)
     return Decoded(inputs, status, problems)
+
+
+def missing_columns(manifest: Manifest, modalities: Mapping[str, ModalityDataModule]) -> list[DataError]:
+    """One problem per modality whose column the manifest does not have (nothing of it can be decoded)."""
+    return [
+        DataError(
+            f"modality {name!r} reads column {dm.column!r}, which the manifest does not have "
+            f"(columns: {manifest.columns})",
+            file=str(manifest.path),
+            column=dm.column,
+        )
+        for name, dm in modalities.items()
+        if dm.column not in manifest.columns
+    ]

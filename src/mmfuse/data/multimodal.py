@@ -3,114 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from rich.console import Console
+from rich.markup import escape
+from torch.utils.data import DataLoader
 
-from mmfuse.data.decode import decode_row
+from mmfuse.data.dataset import Collate, ManifestDataset
+from mmfuse.data.decode import missing_columns
 from mmfuse.data.manifest.errors import ConfigError, DataError
-from mmfuse.data.manifest.manifest import Manifest, ManifestSource, Row
+from mmfuse.data.manifest.manifest import Manifest, Row
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.splits import empty_splits, unseen_classes
-from mmfuse.data.manifest.tasks import TaskKind, TaskSpec
+from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass
 from mmfuse.data.modalities.base import ModalityDataModule
-from mmfuse.data.sampling import ResumableDataLoader, SampleKey, ShardSampler
-from mmfuse.data.selection import Join, OnBadSample, RowSelection, report_skipped
-from mmfuse.types import Batch
-
-Item = dict[str, Any]
-
-
-class ManifestDataset(Dataset[Item | DataError]):
-    """One split of the manifest; ``__getitem__`` decodes every modality of one row (in a worker).
-
-    Args:
-        manifest: the parsed manifest.
-        rows: the rows of this split.
-        modalities: modality name -> the DataModule that decodes its column.
-        train: decode with train-time augmentation.
-        labelled: check targets (train/val/test); False for predict, where a target may be anything.
-
-    A bad row gives its first :class:`DataError` as the item (see :func:`~mmfuse.data.decode.decode_row`).
-    """
-
-    def __init__(
-        self,
-        manifest: Manifest,
-        rows: Sequence[Row],
-        modalities: Mapping[str, ModalityDataModule],
-        train: bool,
-        labelled: bool = True,
-    ) -> None:
-        self.manifest = manifest
-        self.rows = list(rows)
-        self.modalities = dict(sorted(modalities.items()))
-        self.train = train
-        self.labelled = labelled
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key: int | SampleKey) -> Item | DataError:
-        if isinstance(key, tuple):
-            seed, index = key
-            # train-time augmentation draws from a generator seeded per sample: the same result in
-            # any worker and after any resume, and the main process's random stream is left alone
-            with torch.random.fork_rng(devices=[]):
-                # the CPU generator only (what augmentation draws from): torch.manual_seed would also
-                # reseed every CUDA device (not restored by fork_rng) and costs ~20x more per sample
-                torch.default_generator.manual_seed(seed)
-                return self._item(index)
-        return self._item(key)
-
-    def _item(self, index: int) -> Item | DataError:
-        row = self.rows[index]
-        decoded = decode_row(self.manifest, row, self.modalities, self.train, self.labelled)
-        if decoded.problems:
-            # returned, not raised: a worker's exception would reach the main process wrapped in a
-            # worker traceback; Collate and MultimodalDataModule.on_before_batch_transfer raise it plainly
-            return decoded.problems[0]
-        # labelled: decode_row has checked the targets; unlabelled (predict): an invalid one is just unknown
-        targets = self.manifest.targets(row, strict=False)
-        return {"id": row.id, "inputs": decoded.inputs, "targets": targets}
-
-
-class Collate:
-    """Turns dataset items into a :class:`~mmfuse.types.Batch` (a class, so that workers can pickle it).
-
-    Args:
-        modalities: modality name -> the DataModule that collates its samples.
-        tasks: task name -> kind; multiclass targets become ``(B,)`` long, multilabel ``(B, K)``
-            float and regression ``(B,)`` float tensors.
-    """
-
-    def __init__(self, modalities: Mapping[str, ModalityDataModule], tasks: Mapping[str, TaskKind]) -> None:
-        self.modalities = dict(sorted(modalities.items()))
-        self.tasks = dict(tasks)
-
-    def __call__(self, items: Sequence[Item | DataError]) -> Batch | DataError:
-        for item in items:
-            if isinstance(item, DataError):
-                if get_worker_info() is None:
-                    raise item  # already in the main process
-                return item  # the main process raises it (MultimodalDataModule.on_before_batch_transfer)
-        good = cast(Sequence[Item], items)
-        inputs, present = {}, {}
-        for name, dm in self.modalities.items():
-            samples = [item["inputs"][name] for item in good]
-            inputs[name] = dm.collate(samples)
-            present[name] = torch.tensor([s is not None for s in samples], dtype=torch.bool)  # (B,)
-        targets = {
-            name: torch.tensor(
-                [item["targets"][name] for item in good],
-                dtype=torch.long if kind == "multiclass" else torch.float32,
-            )  # (B,) or (B, K)
-            for name, kind in self.tasks.items()
-        }
-        return Batch(inputs=inputs, present=present, targets=targets, ids=[item["id"] for item in good])
+from mmfuse.data.sampling import ResumableDataLoader, ShardSampler
+from mmfuse.data.selection import Join, OnBadSample, RowSelection, SkipReport
 
 
 class MultimodalDataModule(pl.LightningDataModule):
@@ -158,6 +69,8 @@ class MultimodalDataModule(pl.LightningDataModule):
         if num_workers < 0:
             raise ConfigError(f"data.init_args.num_workers must be >= 0, got {num_workers}")
         self.source = source
+        # sorted once, here where they are received: the batches, the row selection and the
+        # encoders' order (ARCHITECTURE: modalities in sorted key order) all follow this dict
         self.modalities = dict(sorted(modalities.items()))
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -170,8 +83,29 @@ class MultimodalDataModule(pl.LightningDataModule):
         self._manifest: Manifest | None = None
         self._load_problems: list[DataError] = []
         self._selection: RowSelection | None = None
+        self._skip_report: SkipReport | None = None
         self._restored_classes: dict[str, list[str]] = {}
         self._fitted = False
+
+    @classmethod
+    def alone(cls, modality: ModalityDataModule) -> MultimodalDataModule:
+        """The join of one modality: a single-modality run, with the modality's own ``source``,
+        ``batch_size`` and ``num_workers`` (what a config's ``data`` of one modality means).
+
+        Raises:
+            ConfigError: the modality has no ``source``.
+        """
+        if modality.source is None:
+            raise ConfigError(
+                f"{type(modality).__name__} used on its own needs `source` (the manifest); "
+                "inside MultimodalDataModule the source is given there instead."
+            )
+        return cls(
+            source=modality.source,
+            modalities={modality.name: modality},
+            batch_size=modality.batch_size,
+            num_workers=modality.num_workers,
+        )
 
     # --- what the model is linked to ----------------------------------------------------------
 
@@ -185,7 +119,9 @@ class MultimodalDataModule(pl.LightningDataModule):
             whole_file = [e for e in self._load_problems if e.row is None]
             if whole_file:
                 raise whole_file[0]  # e.g. no target column: not a row that can be skipped
-            self._check_columns(manifest)
+            missing = missing_columns(manifest, self.modalities)
+            if missing:
+                raise missing[0]
             for task, classes in self._restored_classes.items():
                 manifest.set_classes(task, classes)
             self._manifest = manifest
@@ -202,14 +138,10 @@ class MultimodalDataModule(pl.LightningDataModule):
         return self.manifest.classes
 
     @property
-    def num_classes(self) -> int:
-        """The number of classes of the first multiclass task."""
-        return len(self.class_names)
-
-    @property
     def task(self) -> str | None:
         """The name of the first multiclass task (its key in ``Batch.targets``), or None."""
-        return next((t["name"] for t in self.tasks if t["kind"] == "multiclass"), None)
+        first = first_multiclass(self.tasks)
+        return first["name"] if first else None
 
     def _check_target_columns(self) -> None:
         """Training and evaluation need every target column (predict does not: see ``Task.resolve``)."""
@@ -223,16 +155,6 @@ class MultimodalDataModule(pl.LightningDataModule):
                         file=str(manifest.path),
                         column=column,
                     )
-
-    def _check_columns(self, manifest: Manifest) -> None:
-        for name, dm in self.modalities.items():
-            if dm.column not in manifest.columns:
-                raise DataError(
-                    f"modality {name!r} reads column {dm.column!r}, which the manifest does not have "
-                    f"(columns: {manifest.columns})",
-                    file=str(manifest.path),
-                    column=dm.column,
-                )
 
     # --- LightningDataModule hooks -----------------------------------------------------------
 
@@ -295,9 +217,18 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def _select(self, splits: list[str]) -> None:
         new = self.selection.prepare(splits)
-        trainer = self.trainer
-        if new and (trainer is None or trainer.is_global_zero):
-            report_skipped(self.selection, new, trainer)
+        report = self.selection.report(new) if new else None
+        if report is not None and (self.trainer is None or self.trainer.is_global_zero):
+            console = Console(soft_wrap=True, stderr=True)
+            for line in report.lines:
+                console.print(f"[bold yellow]data[/bold yellow] {escape(line)}")
+        self._skip_report = report
+
+    def take_skip_report(self) -> SkipReport | None:
+        """What the last ``setup`` left out (None: nothing), once; ``setup`` printed its lines. The
+        Lightning layer logs the counts and writes ``skipped_samples.csv`` in the run directory."""
+        report, self._skip_report = self._skip_report, None
+        return report
 
     def rows(self, split: str, labelled: bool = True) -> list[Row]:
         """The rows used for ``split`` (``all``: every split), after ``join`` and ``on_bad_sample``."""
@@ -345,17 +276,14 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "classes": list(self.class_names),  # the first multiclass task's, as before several tasks
+            "classes": list(self.class_names),  # the first multiclass task's, for readers of the file
             "task_classes": {t.name: list(t.names) for t in self.manifest.tasks if t.kind != "regression"},
             "modalities": {name: dm.state_dict() for name, dm in self.modalities.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # the checkpoint's class order wins, per task: the model's outputs were trained in that order
-        restored = state_dict.get("task_classes")
-        if restored is None:  # a checkpoint from before several tasks: one multiclass task
-            first = next((t for t in self.source.declared_tasks() if t.kind == "multiclass"), None)
-            restored = {first.name: state_dict["classes"]} if first is not None else {}
+        restored = state_dict["task_classes"]
         self._restored_classes = {name: list(classes) for name, classes in restored.items()}
         if self._manifest is not None:
             for task, classes in self._restored_classes.items():
@@ -373,3 +301,8 @@ class MultimodalDataModule(pl.LightningDataModule):
             return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; classes {m.classes}"
         tasks = "; ".join(f"{t.name} ({t.kind}{': ' + str(t.names) if t.names else ''})" for t in m.tasks)
         return f"{Path(m.path)}: {sizes}; modalities {list(self.modalities)}; tasks {tasks or 'none'}"
+
+
+def joined(data: pl.LightningDataModule) -> pl.LightningDataModule:
+    """A lone modality as the join of one (:meth:`MultimodalDataModule.alone`); others as they are."""
+    return MultimodalDataModule.alone(data) if isinstance(data, ModalityDataModule) else data

@@ -17,9 +17,10 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from mmfuse.data.decode import Status, decode_row
+from mmfuse.data.decode import Status, decode_row, missing_columns
 from mmfuse.data.manifest.errors import DataError
-from mmfuse.data.manifest.manifest import SPLITS, Manifest, ManifestSource, Row
+from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.splits import empty_splits, unseen_classes
 from mmfuse.data.modalities.base import ModalityDataModule
 
@@ -40,7 +41,7 @@ class _Chunks(Dataset[list[RowResult]]):
     ) -> None:
         self.manifest = manifest
         self.rows = list(rows)
-        self.modalities = dict(sorted(modalities.items()))
+        self.modalities = dict(modalities)
         self.chunk = chunk
 
     def __len__(self) -> int:
@@ -65,6 +66,8 @@ def scan(
     num_workers: int = 2,
 ) -> list[RowResult]:
     """Decode every row (every non-empty cell, the target) in ``num_workers`` processes.
+
+    ``modalities`` come in sorted name order (the join and :func:`check` sort them where received).
 
     The modalities must be fitted already (e.g. a text vocabulary). Nothing raises for a bad row:
     its problems are returned.
@@ -136,15 +139,9 @@ def check(
         report.problems = [*problems, e]
         report.seconds = time.perf_counter() - start
         return report
-    usable: dict[str, ModalityDataModule] = {}
-    for name, dm in sorted(modalities.items()):
-        if dm.column in manifest.columns:
-            usable[name] = dm
-            continue
-        reason = f"modality {name!r} reads column {dm.column!r}, which the manifest does not have"
-        problems.append(
-            DataError(f"{reason} (columns: {manifest.columns})", file=report.manifest, column=dm.column)
-        )
+    modalities = dict(sorted(modalities.items()))  # the boundary: every later step keeps this order
+    problems += missing_columns(manifest, modalities)
+    usable = {name: dm for name, dm in modalities.items() if dm.column in manifest.columns}
     report.modalities = {name: dm.column for name, dm in usable.items()}
     report.classes = list(manifest.classes)
     for error in problems:

@@ -6,26 +6,21 @@ the skipped ones are listed (``skipped_samples.csv`` in the run directory) with 
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import pytorch_lightning as pl
 import torch.distributed as dist
-from rich.console import Console
-from rich.markup import escape
 
 from mmfuse.data.manifest.errors import DataError
 from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
 from mmfuse.data.modalities.base import ModalityDataModule
-from mmfuse.data.problems import PROBLEM_COLUMNS, UNKNOWN_SPLIT, reason_kind, scan
-from mmfuse.lit.run_directory import run_directory
+from mmfuse.data.problems import UNKNOWN_SPLIT, reason_kind, scan
 
 OnBadSample = Literal["error", "skip"]
 Join = Literal["outer", "inner"]
-SKIPPED_CSV = "skipped_samples.csv"
+SKIPPED_CSV = "skipped_samples.csv"  #: where the run directory lists a run's skipped rows
 
 
 class RowSelection:
@@ -38,7 +33,7 @@ class RowSelection:
 
     Args:
         manifest: the manifest, loaded with a problems list in skip mode.
-        modalities: modality name -> its DataModule (fitted).
+        modalities: modality name -> its DataModule (fitted), in sorted name order.
         on_bad_sample: ``error`` (bad rows stay, and raise when loaded) or ``skip``.
         join: ``outer`` (partial rows stay, with absent modalities masked) or ``inner``.
         load_problems: the rows the manifest reader left out (skip mode), each a DataError.
@@ -55,14 +50,14 @@ class RowSelection:
         num_workers: int = 0,
     ) -> None:
         self.manifest = manifest
-        self.modalities = dict(sorted(modalities.items()))
+        self.modalities = dict(modalities)
         self.on_bad_sample = on_bad_sample
         self.join = join
         self.num_workers = num_workers
         self.load_problems = list(load_problems)
         self.dropped: dict[int, list[DataError]] = {}  # row number -> why it is left out
         self.prepared: set[str] = set()
-        self.reported: set[str] = set()  # splits whose losses were printed (report_skipped)
+        self.reported: set[str] = set()  # splits whose losses were reported (see report)
 
     def prepare(self, splits: Iterable[str]) -> list[str]:
         """Decide which rows of ``splits`` are left out (decoding them in skip mode).
@@ -94,16 +89,7 @@ class RowSelection:
                 f" (and {empty[1:]})" if empty[1:] else ""
             )
             column = self.modalities[empty[0]].column
-            self.dropped[row.row] = [
-                DataError(
-                    reason,
-                    file=str(self.manifest.path),
-                    row=row.row,
-                    sample_id=row.id,
-                    column=column,
-                    split=row.split,
-                )
-            ]
+            self.dropped[row.row] = [DataError.in_row(reason, row, str(self.manifest.path), column)]
         return bool(empty)
 
     def rows(self, split: str, labelled: bool = True) -> list[Row]:
@@ -161,50 +147,36 @@ class RowSelection:
                 )
         return lines
 
-    def write_csv(self, path: Path) -> Path:
-        """``split, row, id, column, file, reason``: one line per skipped row."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(PROBLEM_COLUMNS)
-            for e in self.skipped():
-                writer.writerow(
-                    [
-                        e.split or UNKNOWN_SPLIT,
-                        e.row or "",
-                        e.sample_id or "",
-                        e.column or "",
-                        e.file or "",
-                        e.reason,
-                    ]
-                )
-        return path
+    def report(self, splits: Iterable[str]) -> SkipReport | None:
+        """What was left out, when ``splits`` were just prepared: None when they lost no row.
+
+        The first report also covers rows of no known split (``unknown``). Its ``skipped`` lists
+        every split prepared so far, so the CSV written from it replaces the previous one.
+        """
+        splits = list(splits)
+        first = not self.reported
+        self.reported.update(splits)
+        lines = self.summary([*splits, UNKNOWN_SPLIT] if first else splits)
+        if not lines:
+            return None
+        counts = self.accounting()
+        metrics = {f"data/{split}/{k}": float(v) for split, c in counts.items() for k, v in c.items()}
+        return SkipReport(lines, metrics, self.skipped())
 
 
-def report_skipped(selection: RowSelection, splits: list[str], trainer: pl.Trainer | None) -> Path | None:
-    """Print what was left out of ``splits``, log the counts, and (re)write ``skipped_samples.csv``
-    with every split prepared so far in the run directory.
+@dataclass(frozen=True)
+class SkipReport:
+    """What a run's data left out: printed by the data, logged and written by the Lightning layer.
 
-    Called on the main process only (rank 0 under DDP). Returns the CSV's path, if one was written.
+    Attributes:
+        lines: one line per split that lost rows (how many, of how many, why).
+        metrics: ``data/<split>/rows``, ``/used``, ``/skipped`` for every prepared split.
+        skipped: every skipped row so far, for ``skipped_samples.csv`` (:func:`write_problems`).
     """
-    first = not selection.reported
-    selection.reported.update(splits)
-    lines = selection.summary([*splits, UNKNOWN_SPLIT] if first else splits)
-    if not lines:
-        return None
-    console = Console(soft_wrap=True, stderr=True)
-    for line in lines:
-        console.print(f"[bold yellow]data[/bold yellow] {escape(line)}")
-    if trainer is None:
-        return None
-    if trainer.logger is not None:
-        metrics = {
-            f"data/{split}/{k}": float(v) for split, c in selection.accounting().items() for k, v in c.items()
-        }
-        trainer.logger.log_metrics(metrics, step=trainer.global_step)
-    path = selection.write_csv(run_directory(trainer) / SKIPPED_CSV)
-    console.print(f"[bold yellow]data[/bold yellow] skipped rows listed in {escape(str(path))}")
-    return path
+
+    lines: list[str]
+    metrics: dict[str, float]
+    skipped: list[DataError]
 
 
 def _merge(problems: list[DataError]) -> DataError:

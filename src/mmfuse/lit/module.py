@@ -11,13 +11,14 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from mmfuse.data.manifest.tasks import TaskSpec, output_width
+from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass, output_width
 from mmfuse.lit.checkpoint_source import SafeLoading
 from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.data_links import check_data_matches_model
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.presence import PresenceAccuracy
 from mmfuse.lit.schedules import Interval, lr_scheduler_config
+from mmfuse.lit.skipped_rows import report_skipped_rows
 from mmfuse.lit.task_metrics import (
     RegressionLoss,
     TaskLoss,
@@ -169,7 +170,8 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
     @property
     def task(self) -> str | None:
         """The first multiclass task (what the presence breakdown, W&B media and ablations show), or None."""
-        return next((t["name"] for t in self.tasks if t["kind"] == "multiclass"), None)
+        first = first_multiclass(self.tasks)
+        return first["name"] if first else None
 
     @property
     def class_names(self) -> list[str]:
@@ -202,6 +204,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
+            report_skipped_rows(self.trainer, datamodule)  # after the data's setup, which chose the rows
             check_data_matches_model(datamodule, self.model)
 
     def _metrics(self, stage: str, task: str) -> MetricCollection:

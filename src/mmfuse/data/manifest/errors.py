@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+
+class RowLike(Protocol):
+    """What locates a manifest row (``Row`` has it; defined here so that errors import nothing)."""
+
+    @property
+    def row(self) -> int: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def split(self) -> str: ...
 
 
 class DataError(ValueError):
@@ -35,6 +46,18 @@ class DataError(ValueError):
         self.column = column
         self.split = split
         super().__init__(self._message())
+
+    @classmethod
+    def in_row(cls, reason: str, row: RowLike, file: str, column: str | None = None) -> DataError:
+        """A problem of one manifest row: its number, id and split come from ``row``.
+
+        Args:
+            reason: what was wrong, in words.
+            row: the manifest row (a :class:`~mmfuse.data.manifest.manifest.Row`).
+            file: the manifest, or the media file the row's cell names.
+            column: the manifest column concerned, when one is.
+        """
+        return cls(reason, file=file, row=row.row, sample_id=row.id, column=column, split=row.split)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # keep every field when a DataLoader worker sends the error to the main process

@@ -16,22 +16,20 @@ batch: multiclass ``-1``, multilabel and regression ``NaN``. A cell that is pres
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypedDict
 
 from torch import nn
 
+from mmfuse.data.manifest.class_names import infer_classes
 from mmfuse.data.manifest.errors import DataError
 
 TaskKind = Literal["multiclass", "multilabel", "regression"]
 KINDS: tuple[TaskKind, ...] = ("multiclass", "multilabel", "regression")
-_TYPICAL_CLASS_ROWS = 10  # see _outliers
 _SHOWN_CLASSES = 12  # classes named in a "not one of the classes" message
-_DIGITS = re.compile(r"([0-9]+)")  # ASCII digits only: int() of other Unicode digits may fail
 _TRUE = {"1", "1.0", "true"}
 _FALSE = {"0", "0.0", "false"}
 
@@ -52,6 +50,12 @@ class TaskSpec(TypedDict):
     name: str
     kind: TaskKind
     names: list[str]
+
+
+def first_multiclass(tasks: Iterable[TaskSpec]) -> TaskSpec | None:
+    """The first multiclass task, or None: the one whose classes reports count, and that the presence
+    breakdown, W&B media and ablations show."""
+    return next((t for t in tasks if t["kind"] == "multiclass"), None)
 
 
 def output_width(spec: TaskSpec) -> int:
@@ -177,7 +181,7 @@ class Task:
         counts = Counter(values)
         if not counts:
             raise DataError("the target column is empty in every row", file=str(path), column=column)
-        return replace(self, classes=_classes(counts, path, column, ints=not self.delimited))
+        return replace(self, classes=infer_classes(counts, path, column, ints=not self.delimited))
 
 
 def read_target(task: Task, cells: Mapping[str, str], index: Mapping[str, int]) -> TargetValue:
@@ -265,51 +269,3 @@ def _shown(names: Sequence[str]) -> str:
     shown = list(names[:_SHOWN_CLASSES])
     more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
     return f"{shown}{more}"
-
-
-def natural_key(text: str) -> tuple[tuple[tuple[int, int, str], ...], str]:
-    """Sort key that compares runs of digits as numbers: ``"class2"`` before ``"class10"``.
-
-    Digit runs sort before letters at the same position; the text itself breaks remaining ties
-    (``"a01"`` and ``"a1"``), so the order is total and the same on every machine.
-    """
-    parts = tuple((0, int(p), "") if _DIGITS.fullmatch(p) else (1, 0, p) for p in _DIGITS.split(text) if p)
-    return parts, text
-
-
-def _classes(counts: Counter[str], path: Path, column: str, ints: bool) -> list[str]:
-    """Class names from target counts: ``0..max`` when the values are integer ids, else the names
-    in natural order (:func:`natural_key`)."""
-    values = set(counts) - _outliers(counts)
-    numbers = {int(v) for v in values if _is_int(v)} if ints else set()
-    int_rows = sum(c for v, c in counts.items() if v in values and _is_int(v))
-    if numbers and int_rows >= 0.9 * sum(counts[v] for v in values):
-        # integer labels are class ids: the classes are 0..max, by number. Rows whose target is
-        # not such an id (a stray name, a negative number) fail the class check, row by row.
-        top = max(numbers)
-        if top < 0:
-            raise DataError(f"negative class id {top}", file=str(path), column=column)
-        return [str(i) for i in range(top + 1)]
-    return sorted(values, key=natural_key)
-
-
-def _outliers(counts: Counter[str]) -> set[str]:
-    """Target values that are almost surely not classes: seen once where a typical class has >= 10 rows.
-
-    Inferred classes would otherwise turn a typo or a stray value into a class of its own. With
-    ``classes`` given in the config nothing is guessed: every value outside it is reported.
-    """
-    if len(counts) < 2:
-        return set()
-    sizes = sorted(counts.values())
-    if sizes[len(sizes) // 2] < _TYPICAL_CLASS_ROWS:
-        return set()
-    return {v for v, c in counts.items() if c == 1}
-
-
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True

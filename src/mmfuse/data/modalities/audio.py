@@ -3,6 +3,7 @@ or the waveform itself (for wav2vec2-style pretrained encoders)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import soundfile as sf
 import torch
-import torch.nn.functional as F
+from scipy.signal import resample_poly
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from transformers.audio_utils import mel_filter_bank
@@ -19,7 +20,7 @@ from mmfuse.data.manifest.errors import SampleError
 from mmfuse.data.modalities.base import ModalityDataModule, Sample
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 _LOG_FLOOR = 1e-6  # added before the log so that silence gives a finite value
 
@@ -42,9 +43,9 @@ class AudioDataModule(ModalityDataModule):
     Args:
         column: manifest column holding the audio path, relative to the manifest's folder.
         sample_rate: the rate, in Hz, that every file must have (or is resampled to).
-        resample: False: a file at another rate is an error. True: convert it by linear
-            interpolation, which is simple and fast but not band-limited (high frequencies alias
-            when downsampling); resample offline with a proper tool when that matters.
+        resample: False: a file at another rate is an error. True: convert it on the fly,
+            band-limited (``scipy.signal.resample_poly``): what lies above the new Nyquist
+            frequency is filtered out, not aliased.
         max_seconds: longer clips are cropped to this length: the start on val/test, a random
             window on the train split. Shorter clips are kept as they are (padded per batch).
         features: ``"log_mel"`` spectrogram frames or the ``"waveform"`` (see above); the
@@ -141,7 +142,6 @@ class AudioDataModule(ModalityDataModule):
         if not data.any():
             # a dropout in recording or a failed export, not a quiet sound: its log-mel is a constant
             raise SampleError("audio is silent (every sample is zero)", file=str(path))
-        wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
         if rate != self.sample_rate:
             if not self.resample:
                 raise SampleError(
@@ -149,7 +149,8 @@ class AudioDataModule(ModalityDataModule):
                     "(set resample: true to convert on the fly)",
                     file=str(path),
                 )
-            wave = _resample_linear(wave, rate, self.sample_rate)
+            mono = _resample(mono, rate, self.sample_rate)
+        wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
         wave = self._crop(wave, train)
         if self.features == "waveform":
             return {"input_values": wave, "attention_mask": torch.ones(len(wave), dtype=torch.bool)}
@@ -205,7 +206,9 @@ class AudioDataModule(ModalityDataModule):
         return {"input_kind": "log_mel", "sample_rate": self.sample_rate, "n_mels": self.n_mels}
 
 
-def _resample_linear(wave: Tensor, rate: int, target: int) -> Tensor:
-    """Resample ``(N,)`` samples from ``rate`` to ``target`` Hz by linear interpolation (not band-limited)."""
-    length = max(1, round(len(wave) * target / rate))
-    return F.interpolate(wave[None, None], size=length, mode="linear", align_corners=False)[0, 0]
+def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Resample ``(N,)`` samples from ``rate`` to ``target`` Hz, band-limited: scipy's polyphase filter
+    removes what lies above the lower Nyquist frequency, so a tone too high for ``target`` is dropped
+    instead of aliasing to a false lower pitch (as linear interpolation would)."""
+    common = math.gcd(rate, target)
+    return resample_poly(wave, target // common, rate // common)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytorch_lightning as pl
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-if TYPE_CHECKING:
-    from mmfuse.data.manifest.manifest import ManifestSource
-    from mmfuse.data.manifest.tasks import TaskSpec
-    from mmfuse.data.multimodal import MultimodalDataModule
+from mmfuse.data.manifest.source import ManifestSource
 
 Sample = dict[str, Tensor]
 
@@ -21,9 +17,11 @@ Sample = dict[str, Tensor]
 class ModalityDataModule(pl.LightningDataModule):
     """Decodes one manifest column into tensors, and collates them.
 
-    Inside :class:`~mmfuse.data.multimodal.MultimodalDataModule` only the decoding side is used
-    (:meth:`fit`, :meth:`load`, :meth:`collate`). Given a ``source`` it is a complete
-    LightningDataModule on its own, for a single-modality run.
+    :class:`~mmfuse.data.multimodal.MultimodalDataModule` joins modalities by sample id and serves
+    the batches; it calls the decoding side here (:meth:`fit`, :meth:`load`, :meth:`collate`). A
+    single-modality run is the join of one: ``MultimodalDataModule.alone(dm)`` reads ``source``,
+    ``batch_size`` and ``num_workers`` from this module (the ``mmfuse`` command does this when a
+    config's ``data`` is one modality). This module never imports the join.
 
     Subclasses implement :meth:`load` and :meth:`collate`, and :meth:`fit` / :meth:`state_dict`
     when they learn something from the train split (e.g. a vocabulary).
@@ -32,7 +30,7 @@ class ModalityDataModule(pl.LightningDataModule):
         column: manifest column that holds this modality (a file path or the text itself).
         required: an empty cell in this column is a problem (reported by ``mmfuse check-data``,
             an error or a skipped row in training) instead of "this modality is missing here".
-        source: the manifest, only needed when this module is used alone.
+        source: the manifest, only needed when this module is used alone (see above).
         batch_size: samples per batch, only used when alone.
         num_workers: DataLoader worker processes, only used when alone.
     """
@@ -57,7 +55,6 @@ class ModalityDataModule(pl.LightningDataModule):
         self.source = source
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self._alone: MultimodalDataModule | None = None
 
     # --- decoding: what MultimodalDataModule calls -------------------------------------------
 
@@ -89,63 +86,14 @@ class ModalityDataModule(pl.LightningDataModule):
         """
         return {}
 
-    def fit_modalities(self) -> None:
-        """Used alone: learn from the train split now (see ``MultimodalDataModule.fit_modalities``)."""
-        self._standalone().fit_modalities()
-
-    # --- standalone LightningDataModule ------------------------------------------------------
-
-    def _standalone(self) -> MultimodalDataModule:
-        from mmfuse.data.multimodal import MultimodalDataModule
-
-        if self.source is None:
-            raise ValueError(
-                f"{type(self).__name__} used on its own needs `source` (the manifest); "
-                "inside MultimodalDataModule the source is given there instead."
-            )
-        if self._alone is None:
-            self._alone = MultimodalDataModule(
-                source=self.source,
-                modalities={self.name: self},
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-            )
-            self._alone.trainer = self.trainer
-        return self._alone
-
-    @property
-    def tasks(self) -> list[TaskSpec]:
-        return self._standalone().tasks
-
-    @property
-    def class_names(self) -> list[str]:
-        return self._standalone().class_names
-
-    @property
-    def num_classes(self) -> int:
-        return self._standalone().num_classes
-
-    @property
-    def task(self) -> str | None:
-        return self._standalone().task
-
-    def prepare_data(self) -> None:
-        self._standalone().prepare_data()
+    # --- used alone ----------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        self._standalone().setup(stage)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._standalone().train_dataloader()
-
-    def val_dataloader(self) -> DataLoader:
-        return self._standalone().val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self._standalone().test_dataloader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._standalone().predict_dataloader()
+        raise TypeError(
+            f"{type(self).__name__} decodes one column; batches come from the join: "
+            "MultimodalDataModule.alone(dm) serves this modality alone (the mmfuse command does this "
+            "when a config's `data` is one modality), or list it under MultimodalDataModule's `modalities`"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """What must travel with a checkpoint (e.g. a vocabulary). Default: nothing."""

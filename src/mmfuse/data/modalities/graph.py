@@ -14,7 +14,7 @@ from mmfuse.data.modalities.base import ModalityDataModule, Sample
 from mmfuse.data.modalities.graph_io import MAX_JSON_MB, read_graph
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 
 def require_pyg() -> None:

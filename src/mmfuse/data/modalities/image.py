@@ -18,7 +18,7 @@ from mmfuse.data.modalities.base import ModalityDataModule, Sample
 from mmfuse.data.modalities.image_modes import image_to_array
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 _LEGACY_CROP_PAD = 4  # what the deprecated `augment: true` cropped within
 # 50 megapixels: every camera and phone photo (48 MP sensors: 8000 x 6000) fits; one decode then

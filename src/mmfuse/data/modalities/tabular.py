@@ -20,7 +20,7 @@ from mmfuse.data.manifest.errors import SampleError
 from mmfuse.data.modalities.base import ModalityDataModule, Sample
 
 if TYPE_CHECKING:
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 _SEPARATORS = re.compile(r"[;\s]+")  # not commas: a CSV cell would need quotes around them
 

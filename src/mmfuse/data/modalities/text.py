@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
@@ -20,11 +19,11 @@ from mmfuse.pretrained import resolve_model_path
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from mmfuse.data.manifest.manifest import ManifestSource
+    from mmfuse.data.manifest.source import ManifestSource
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
-_WORD = re.compile(r"\w+|[^\w\s]")  # runs of word characters, or single punctuation marks
+_WORD = r"\w+|[^\w\s]"  # runs of word characters, or single punctuation marks
 
 
 class TextDataModule(ModalityDataModule):
@@ -33,9 +32,10 @@ class TextDataModule(ModalityDataModule):
     Two tokenizers:
 
     - built-in (``tokenizer=None``): words and punctuation marks, indexed by a vocabulary learnt
-      from the train split in :meth:`fit` (most frequent first, ties alphabetical). Index 0 is
-      ``<pad>``, 1 is ``<unk>`` (words not in the vocabulary). The vocabulary travels with the
-      checkpoint through :meth:`state_dict`.
+      from the train split in :meth:`fit` (most frequent first, ties alphabetical): a ``tokenizers``
+      WordLevel model trained by its WordLevelTrainer. Index 0 is ``<pad>``, 1 is ``<unk>`` (words
+      not in the vocabulary). The vocabulary travels with the checkpoint through :meth:`state_dict`;
+      :meth:`save_tokenizer` writes it as a Hugging Face tokenizer (``AutoTokenizer`` loads it).
     - Hugging Face (``tokenizer="<name or path>"``): ``AutoTokenizer.from_pretrained``, loaded on
       first use, with its special tokens; nothing is learnt from the data. Under the ``mmfuse``
       command it is taken from the text modality's ``HFTextEncoder`` when unset, so the model is
@@ -95,8 +95,7 @@ class TextDataModule(ModalityDataModule):
         self.vocab_size = vocab_size
         self.min_freq = min_freq
         self.lowercase = lowercase
-        self._vocab: list[str] | None = None
-        self._index: dict[str, int] = {}
+        self._words: Tokenizer | None = None  # the built-in WordLevel tokenizer, once learnt
         self._hf: PreTrainedTokenizerBase | None = None
 
     # --- tokenizers ----------------------------------------------------------------------------
@@ -114,20 +113,39 @@ class TextDataModule(ModalityDataModule):
             self._hf = AutoTokenizer.from_pretrained(resolve_model_path(self.tokenizer))
         return self._hf
 
-    def words(self, text: str) -> list[str]:
-        """Split text into the built-in tokenizer's words and punctuation marks."""
-        return _WORD.findall(text.lower() if self.lowercase else text)
+    def _word_level(self, vocab: dict[str, int] | None = None) -> Tokenizer:
+        """The built-in tokenizer: a WordLevel model (``vocab``, or empty to train), lower-casing when
+        ``lowercase``, words split as runs of word characters and single punctuation marks."""
+        tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+        if self.lowercase:
+            tokenizer.normalizer = normalizers.Lowercase()
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(_WORD), behavior="isolated")]
+        )
+        return tokenizer
 
     @property
     def vocab(self) -> list[str]:
         """The built-in vocabulary in index order (``<pad>``, ``<unk>``, then words)."""
-        if self._vocab is None:
+        if self._words is None:
             raise _not_fitted()
-        return self._vocab
+        index = self._words.get_vocab()
+        return sorted(index, key=index.__getitem__)
 
-    def _set_vocab(self, vocab: list[str]) -> None:
-        self._vocab = vocab
-        self._index = {word: i for i, word in enumerate(vocab)}
+    def save_tokenizer(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the built-in vocabulary as a Hugging Face tokenizer (``tokenizer.json`` and its config)
+        that ``transformers.AutoTokenizer.from_pretrained(folder)`` loads, giving the same ids.
+
+        Returns:
+            the ``tokenizer.json`` written.
+        """
+        from transformers import PreTrainedTokenizerFast
+
+        if self._words is None:
+            raise _not_fitted()
+        fast = PreTrainedTokenizerFast(tokenizer_object=self._words, pad_token=PAD, unk_token=UNK)
+        fast.save_pretrained(str(folder))
+        return Path(folder) / "tokenizer.json"
 
     @property
     def pad_id(self) -> int:
@@ -144,9 +162,15 @@ class TextDataModule(ModalityDataModule):
         """Build the built-in vocabulary from the train split's texts (nothing to do with a HF tokenizer)."""
         if self.tokenizer is not None:
             return
-        counts = Counter(word for text in train_cells for word in self.words(text))
-        kept = sorted((w for w, c in counts.items() if c >= self.min_freq), key=lambda w: (-counts[w], w))
-        self._set_vocab([PAD, UNK, *kept[: self.vocab_size - 2]])
+        words = self._word_level()
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=self.vocab_size,  # <pad> and <unk> included
+            min_frequency=self.min_freq,
+            special_tokens=[PAD, UNK],  # ids 0 and 1, in this order
+            show_progress=False,
+        )
+        words.train_from_iterator(train_cells, trainer)
+        self._words = words
 
     def load(self, cell: str, root: Path, train: bool) -> Sample:
         """Tokenize one text into ``{"input_ids": (L,) long, "attention_mask": (L,) bool}``, unpadded.
@@ -156,9 +180,9 @@ class TextDataModule(ModalityDataModule):
             RuntimeError: the built-in vocabulary has not been built or restored yet.
         """
         if self.tokenizer is None:
-            if self._vocab is None:
+            if self._words is None:
                 raise _not_fitted()
-            ids = [self._index.get(w, UNK_ID) for w in self.words(cell)[: self.max_length]]
+            ids = self._words.encode(cell).ids[: self.max_length]
             if not ids:
                 raise SampleError("text has no tokens")
         else:
@@ -194,8 +218,8 @@ class TextDataModule(ModalityDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """``{"vocab": [words in index order]}`` for the built-in vocabulary once built; else empty."""
-        if self.tokenizer is None and self._vocab is not None:
-            return {"vocab": list(self._vocab)}
+        if self.tokenizer is None and self._words is not None:
+            return {"vocab": self.vocab}
         return {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -217,7 +241,7 @@ class TextDataModule(ModalityDataModule):
             raise ValueError(
                 f"the saved vocabulary has {len(vocab)} entries, more than vocab_size={self.vocab_size}"
             )
-        self._set_vocab(vocab)
+        self._words = self._word_level({word: i for i, word in enumerate(vocab)})
 
 
 def _not_fitted() -> RuntimeError:

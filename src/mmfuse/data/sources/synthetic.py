@@ -21,13 +21,6 @@ same decoding path as user data. Beside ``label`` the manifest has targets for m
 from __future__ import annotations
 
 import csv
-import json
-import shutil
-import tempfile
-import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,8 +29,9 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import Task
+from mmfuse.data.sources.staging import MANIFEST_FILE, is_complete, staged_dataset
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
 GENERATOR_VERSION = 2  # 2: the cue_* and tone_khz target columns (the media files are unchanged)
@@ -57,8 +51,6 @@ INACTIVE_WORDS = ("calm", "quiet", "clear", "normal", "steady", "safe")
 HIGH_HZ = (1200.0, 2400.0)
 LOW_HZ = (200.0, 500.0)
 SPLIT_FRACTIONS = {"val": 0.15, "test": 0.15}  # the rest is train
-PARAMS_FILE = "params.json"
-MANIFEST_FILE = "manifest.csv"
 
 # independent random streams of one seed (SeedSequence spawn keys): the bits, the splits, and each
 # sample's image / text / audio, so changing how one is drawn leaves the others byte-identical, and a
@@ -167,76 +159,6 @@ def _params(num_samples: int, seed: int, image_size: int, sample_rate: int) -> d
     }
 
 
-def _read_params(root: Path) -> dict[str, Any] | None:
-    try:
-        params = json.loads((root / PARAMS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return params if isinstance(params, dict) else None
-
-
-def _is_complete(root: Path, params: dict[str, Any]) -> bool:
-    return (root / MANIFEST_FILE).is_file() and _read_params(root) == params
-
-
-def _check_replaceable(root: Path) -> None:
-    # never delete a folder this module did not write (e.g. root="data" by mistake)
-    if root.exists() and (not root.is_dir() or (any(root.iterdir()) and not (root / PARAMS_FILE).is_file())):
-        raise FileExistsError(f"{root} exists and is not a synthetic dataset (no {PARAMS_FILE}): remove it")
-
-
-def _publish(tmp: Path, root: Path, params: dict[str, Any]) -> None:
-    """Move the finished ``tmp`` folder to ``root`` atomically, replacing an out-of-date dataset."""
-    for _ in range(5):
-        try:
-            tmp.rename(root)  # atomic; fails while root exists (and is not empty)
-            return
-        except OSError:
-            if not root.exists():
-                raise
-        if _is_complete(root, params):
-            shutil.rmtree(tmp)  # another process published the same dataset first: keep theirs
-            return
-        _check_replaceable(root)
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex}")
-        try:
-            root.rename(old)  # out of the way in one step, so readers never see a half-deleted root
-        except FileNotFoundError:
-            continue  # another process moved it first
-        shutil.rmtree(old, ignore_errors=True)
-    raise RuntimeError(f"could not move the generated dataset {tmp} to {root}: it keeps being replaced")
-
-
-@contextmanager
-def staged_dataset(
-    root: Path, params: dict[str, Any], what: str, subfolders: Sequence[str]
-) -> Iterator[Path]:
-    """A temporary sibling folder of ``root`` to write a generated dataset into.
-
-    On success its ``params.json`` is written last and the folder renamed into place (replacing an
-    out-of-date synthetic dataset), so an interrupted run never leaves a dataset that looks complete;
-    on any failure, Ctrl-C included, the folder is removed. Prints the start and the time taken.
-
-    Raises:
-        FileExistsError: ``root`` exists and holds something other than a synthetic dataset.
-    """
-    _check_replaceable(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    print(f"mmfuse: generating {params['num_samples']} synthetic {what} in {root} ...", flush=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
-    try:
-        for sub in subfolders:
-            (tmp / sub).mkdir()
-        yield tmp
-        (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-        _publish(tmp, root, params)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(f"mmfuse: wrote {params['num_samples']} samples to {root} in {time.perf_counter() - start:.1f} s")
-
-
 def generate(root: str | Path, num_samples: int, seed: int, image_size: int, sample_rate: int) -> Path:
     """Write the dataset to ``root`` (replacing an older synthetic dataset there) and return the manifest.
 
@@ -323,5 +245,5 @@ class SyntheticSource(ManifestSource):
         """Generate the dataset unless ``root`` already holds one made with the same parameters."""
         root = Path(self.root)
         params = _params(self.num_samples, self.seed, self.image_size, self.sample_rate)
-        if not _is_complete(root, params):
+        if not is_complete(root, params):
             generate(root, self.num_samples, self.seed, self.image_size, self.sample_rate)

@@ -29,19 +29,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
+from mmfuse.data.sources.staging import MANIFEST_FILE, is_complete, staged_dataset
 from mmfuse.data.sources.synthetic import (
     _IMAGE,
     _TEXT,
     LABELS,
-    MANIFEST_FILE,
     _image,
-    _is_complete,
     _rng,
     _text,
     draw_bits,
     draw_splits,
-    staged_dataset,
 )
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
@@ -165,7 +163,7 @@ class SyntheticGraphSource(ManifestSource):
         """Generate the dataset unless ``root`` already holds one made with the same parameters."""
         root = Path(self.root)
         params = _params(self.num_samples, self.seed, self.image_size, self.min_nodes, self.max_nodes)
-        if not _is_complete(root, params):
+        if not is_complete(root, params):
             generate_graph_dataset(
                 root, self.num_samples, self.seed, self.image_size, self.min_nodes, self.max_nodes
             )
