@@ -43,6 +43,7 @@ from mmfuse.lit.data_links import (
     builds_encoder_settings,
     check_data_matches_model,
     link_data_into_encoders,
+    link_pretrained,
 )
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.prediction_writer import PredictionWriter
@@ -60,7 +61,6 @@ from mmfuse.lit.run_directory import (
 from mmfuse.lit.run_facts import RunFacts
 from mmfuse.lit.wandb.logger import WandbLogger, read_run_file
 from mmfuse.lit.wandb.media import WandbMedia
-from mmfuse.pretrained import link_pretrained
 
 # soft_wrap: paths are printed whole, never broken across lines
 console = Console(soft_wrap=True)

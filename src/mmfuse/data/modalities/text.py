@@ -39,7 +39,7 @@ class TextDataModule(ModalityDataModule):
     - Hugging Face (``tokenizer="<name or path>"``): ``AutoTokenizer.from_pretrained``, loaded on
       first use, with its special tokens; nothing is learnt from the data. Under the ``mmfuse``
       command it is taken from the text modality's ``HFTextEncoder`` when unset, so the model is
-      named once (:func:`mmfuse.pretrained.link_pretrained`).
+      named once (:func:`mmfuse.lit.data_links.link_pretrained`).
 
     The encoder receives ``input_ids`` ``(B, L)`` long and ``attention_mask`` ``(B, L)`` bool
     (True = real token), padded to the longest text in the batch.
