@@ -26,7 +26,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_fabric.utilities.types import _PATH
 
-from mmfuse.lit.checkpoint_source import load_checkpoint_file, local_checkpoint, require_weights_only
+from mmfuse.lit.checkpoint_source import local_checkpoint
+from mmfuse.lit.safe_loading import load_checkpoint_file, require_weights_only
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mmfuse.lit.wandb.figures import attention_figure, confusion_figure, figure_pixels, safe_name
+from mmfuse.lit.wandb.run_identity import is_live
 from mmfuse.lit.wandb.val_samples import FixedSamples, fixed_val_samples, media_value
-from mmfuse.lit.wandb.logger import is_live
 
 
 class WandbMedia(pl.Callback):
