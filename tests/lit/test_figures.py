@@ -98,9 +98,7 @@ def test_attention_maps_label_text_tokens_and_other_positions() -> None:
     from mmfuse.types import Batch
 
     batch = Batch(inputs={}, present={}, targets={}, ids=["a", "b"])
-    samples = FixedSamples(
-        batch, [{}, {}], {"text": "text", "image": "image"}, Path("."), {"text": [["hi", "there"], ["x"]]}
-    )
+    samples = FixedSamples(batch, ["text", "image"], [{}, {}], {"text": [["hi", "there"], ["x"]]})
     real = torch.tensor([True, True, False])  # (T,): the padded third token is not shown
     assert _token_labels(samples, "text", 0, real) == ["hi", "there"]
     # an encoder that does not keep one token per text token: positions rather than wrong words

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from mmfuse.lit.resume import AtomicCheckpointIO
+from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 
@@ -67,3 +68,15 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(
         io.save_checkpoint({"step": torch.tensor(2)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left behind
+
+
+def test_random_states_come_back_from_a_weights_only_checkpoint(tmp_path: Path) -> None:
+    callback = RandomState()
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    torch.save({"RandomState": callback.state_dict()}, tmp_path / "states.ckpt")
+    expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)])
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)  # the resumed process starts elsewhere
+    callback.load_state_dict(torch.load(tmp_path / "states.ckpt", weights_only=True)["RandomState"])
+    assert torch.equal(torch.rand(4), expected[0])
+    assert np.array_equal(np.random.rand(4), expected[1])
+    assert [random.random() for _ in range(4)] == expected[2]

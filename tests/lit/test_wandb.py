@@ -17,7 +17,9 @@ import yaml
 from PIL import Image
 
 from mmfuse.lit.wandb.ablation import log_ablation
-from mmfuse.lit.wandb.logger import RUN_FILE, WandbLogger, resolve_mode, stored_run_id
+from mmfuse.lit.wandb.logger import WandbLogger
+from mmfuse.lit.wandb.offline import resolve_mode
+from mmfuse.lit.wandb.run_identity import RUN_FILE, stored_run_id
 from mmfuse.lit.wandb.val_samples import choose_rows
 from mmfuse.main import main
 from tests.conftest import quickstart_args

@@ -7,9 +7,7 @@ mmfuse predict --config configs/quickstart.yaml --ckpt_path runs/.../best.ckpt
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +20,20 @@ from rich.console import Console
 from rich.markup import escape
 
 import mmfuse.models.encoders  # noqa: F401  (imported: `fit --help` lists the encoders as known subclasses)
+from mmfuse.cli.checkpoint_use import read_local_checkpoint, tasks_for_data, use_checkpoint
 from mmfuse.cli.help import HelpFormatter
+from mmfuse.cli.run_report import console, finish_wandb, report_metrics
 from mmfuse.cli.user_errors import config_errors
-from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import TaskSpec
 from mmfuse.data.multimodal import joined
 from mmfuse.lit.checkpoint import RunCheckpoint
-from mmfuse.lit.checkpoint_source import (
-    CheckpointError,
-    checkpoint_tasks,
-    is_path,
-    is_remote,
-    load_checkpoint_file,
-    local_checkpoint,
-    require_weights_only,
-    restore_data_state,
-)
 from mmfuse.lit.config_logging import RunConfigSaver
 from mmfuse.lit.data_links import (
     build_data,
     builds_encoder_settings,
     check_data_matches_model,
     link_data_into_encoders,
+    link_pretrained,
 )
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.prediction_writer import PredictionWriter
@@ -55,16 +45,13 @@ from mmfuse.lit.run_directory import (
     evaluation_directory,
     find_last_checkpoint,
     place_logger,
-    run_directory,
     run_of_checkpoint,
 )
 from mmfuse.lit.run_facts import RunFacts
-from mmfuse.lit.wandb.logger import WandbLogger, read_run_file
+from mmfuse.lit.safe_loading import restore_data_state
+from mmfuse.lit.wandb.logger import WandbLogger
 from mmfuse.lit.wandb.media import WandbMedia
-from mmfuse.pretrained import link_pretrained
-
-# soft_wrap: paths are printed whole, never broken across lines
-console = Console(soft_wrap=True)
+from mmfuse.lit.wandb.run_identity import read_run_file
 
 
 def _sorted_keys(encoders: Any) -> list[str]:
@@ -86,7 +73,7 @@ class MultimodalCLI(LightningCLI):
       the fuser's ``modalities``, so each is set once; ``validate``/``test``/``predict`` with a
       ``--ckpt_path`` take the tasks and their classes from the checkpoint instead (given to the data);
     - every checkpoint is read with ``weights_only=True``; a URL is downloaded once into mmfuse's
-      cache, keyed by the whole URL (:mod:`mmfuse.lit.checkpoint_source`);
+      cache, keyed by the whole URL (:mod:`mmfuse.lit.safe_loading`, :mod:`mmfuse.lit.checkpoint_source`);
     - what the data decides about each encoder (``in_channels``, the learnt ``vocab_size``, ``n_mels``)
       is filled into ``model.encoders`` before the model is built (the data is built first, once:
       :mod:`mmfuse.lit.data_links`);
@@ -163,56 +150,20 @@ class MultimodalCLI(LightningCLI):
         else:
             self._run_dir = evaluation_directory(ckpt, root, command)
             self._train_run = read_run_file(run_of_checkpoint(ckpt)) if ckpt else None
-        self._use_checkpoint(config, ckpt, evaluate=command != "fit")
+        used = use_checkpoint(config, ckpt, evaluate=command != "fit")
+        self.checkpoint_source, self.checkpoint_file, self._checkpoint_tasks = used
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads a local checkpoint's hyper-parameters here, before anything else, with
         # torch's raw errors: read it first, so that a refused or truncated file is named clearly
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and is_path(ckpt_path) and not is_remote(ckpt_path) and Path(ckpt_path).is_file():
-            load_checkpoint_file(ckpt_path, map_location="cpu")
+        read_local_checkpoint(self.config[subcommand].get("ckpt_path") if subcommand else None)
         super()._parse_ckpt_path()
-
-    def _use_checkpoint(self, config: Any, ckpt: str | None, evaluate: bool) -> None:
-        """Make the checkpoint safe to load, and take the tasks from it when evaluating.
-
-        ``weights_only`` is forced to True; a URL is replaced by its local copy in the cache, downloaded
-        here once per command (DDP processes started later find the copy validated, not a new download);
-        when evaluating (``validate``/``test``/``predict``/``ablate``) the model's tasks are the
-        checkpoint's, read before the data is built.
-        """
-        if "weights_only" in config:
-            config.weights_only = require_weights_only(config.get("weights_only"))
-        self.checkpoint_source = ckpt
-        if ckpt is None or not is_path(ckpt):
-            return
-        self.checkpoint_file = str(local_checkpoint(ckpt))
-        if config.get("ckpt_path") is not None:
-            config.ckpt_path = self.checkpoint_file
-        # read now (safely, tensors memory-mapped): a refused or truncated file stops the command before
-        # the data and model are built, named as given (a URL, not its copy in the cache)
-        tasks = checkpoint_tasks(self.checkpoint_file, source=self.checkpoint_source)
-        self._checkpoint_tasks = tasks if evaluate else None
 
     def _data_tasks(self, data: Any) -> list[TaskSpec]:
         """The model's tasks: the checkpoint's when evaluating one (given to the data), else the data's."""
         tasks = getattr(self, "_checkpoint_tasks", None)
-        if tasks is None:
-            return data.tasks
-        source = getattr(data, "source", None)
-        if isinstance(source, ManifestSource):
-            try:
-                source.use_tasks(tasks)
-            except ValueError as e:
-                raise CheckpointError(f"checkpoint {self.checkpoint_source}: {e}") from None
-        have = [dict(t) for t in data.tasks]
-        if have != [dict(t) for t in tasks]:
-            raise CheckpointError(
-                f"checkpoint {self.checkpoint_source} was trained on the tasks {tasks}, "
-                f"but the data has {have}"
-            )
-        return tasks
+        return data.tasks if tasks is None else tasks_for_data(data, tasks, self.checkpoint_source)
 
     def instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -315,7 +266,7 @@ class MultimodalCLI(LightningCLI):
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "")
         ckpt = "best" if best else None
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
-        self._report(results, checkpoint=best or "(final weights)")
+        report_metrics(self.trainer, results, checkpoint=best or "(final weights)")
 
     def after_test(self) -> None:
         self._report_stage("test")
@@ -326,36 +277,14 @@ class MultimodalCLI(LightningCLI):
     def _report_stage(self, stage: str) -> None:
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(f"{stage}/")}
         given = getattr(self, "checkpoint_source", None) or self.config_init[self.subcommand].get("ckpt_path")
-        self._report([metrics], str(given or ""), stage)  # a URL, not its copy in the cache
+        report_metrics(self.trainer, [metrics], str(given or ""), stage)  # a URL, not its copy in the cache
 
     def after_predict(self) -> None:
         callbacks = getattr(self.trainer, "callbacks", [])
         writer = next((c for c in callbacks if isinstance(c, PredictionWriter)), None)
         if writer is not None and writer.written is not None and self.trainer.is_global_zero:
             console.print(f"[bold]predictions[/bold] {writer.written}")
-        self._finish_wandb()
-
-    def _report(self, results: Sequence[Mapping[str, Any]], checkpoint: str, stage: str = "test") -> None:
-        if not self.trainer.is_global_zero:
-            return
-        metrics = {k: float(v) for part in results for k, v in part.items()}
-        run_dir = run_directory(self.trainer)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        out = run_dir / f"{stage}_metrics.json"
-        out.write_text(json.dumps({"checkpoint": checkpoint, **metrics}, indent=2) + "\n")
-        console.print(
-            f"[bold]{stage} metrics[/bold] " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-        )
-        console.print(f"[bold]checkpoint[/bold] {checkpoint}")
-        self._finish_wandb()
-        console.print(f"[bold]run directory[/bold] {run_dir}")
-
-    def _finish_wandb(self) -> None:
-        """End the W&B run and say where it is: its URL, or the `wandb sync` command that uploads it."""
-        for logger in self.trainer.loggers:
-            where = logger.finish() if isinstance(logger, WandbLogger) else None
-            if where:
-                console.print(f"[bold]W&B[/bold] {where}")
+        finish_wandb(self.trainer)
 
 
 def _reuse(data: Any, config_class: type) -> list[tuple[Any, type, bool]]:

@@ -17,8 +17,7 @@ from mmfuse.data.decode import STATUSES
 from mmfuse.data.manifest.errors import DataError
 from mmfuse.data.multimodal import MultimodalDataModule
 from mmfuse.data.problems import Report, check, write_problems
-from mmfuse.lit.data_links import data_modalities, link_data_into_encoders, mismatches
-from mmfuse.pretrained import _get
+from mmfuse.lit.data_links import config_get, data_modalities, link_data_into_encoders, mismatches
 
 DESCRIPTION = """\
 Check a dataset before training: read the manifest of every split, decode every file it references
@@ -82,7 +81,7 @@ def check_model(config: Namespace, data: pl.LightningDataModule) -> list[str]:
     """What training would stop on before its first batch: the data and the encoders disagree
     (:mod:`mmfuse.lit.data_links`), after the data's settings are filled into the encoders as the
     ``mmfuse`` command does (:mod:`mmfuse.lit.data_links`); an encoder that cannot be built."""
-    if _get(_get(config, "model"), "encoders") is None:
+    if config_get(config_get(config, "model"), "encoders") is None:
         return []
     try:
         link_data_into_encoders(config, data)

@@ -10,9 +10,8 @@ import pytorch_lightning as pl
 from jsonargparse import Namespace
 
 from mmfuse.cli import MultimodalCLI
-from mmfuse.lit.data_links import build_data
+from mmfuse.lit.data_links import build_data, link_pretrained
 from mmfuse.lit.module import MultimodalModule
-from mmfuse.pretrained import link_pretrained
 
 
 class _ParseOnly(MultimodalCLI):

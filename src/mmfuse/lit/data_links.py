@@ -2,6 +2,8 @@
 
 The ``mmfuse`` command fills the data's settings into the encoders' config, so each is set once, and
 :func:`check_data_matches_model` stops a stage before its first batch if data and encoders still disagree.
+The other way round, a pretrained encoder decides some of its data's settings (:func:`link_pretrained`:
+the text data's tokenizer, the image data's mean/std).
 
 Each modality's DataModule says what its encoder must have (``encoder_requirements``, after learning
 from the train split): image ``channels`` -> ``in_channels``, the learnt text vocabulary's size (or a
@@ -14,7 +16,7 @@ A value the config gives the encoder that disagrees with the data is replaced, w
 data is what the encoder will receive (a 1-channel image cannot feed a 3-channel convolution), and a
 checkpoint's saved settings (``mmfuse test --ckpt_path``) must not stop a run on the data it was trained
 on. A jsonargparse link cannot do this: the encoders are a dict of subclass configs whose keys the
-parser does not know (as for :func:`mmfuse.pretrained.link_pretrained`), and the vocabulary size is
+parser does not know (as for :func:`link_pretrained`), and the vocabulary size is
 known only once the data has read its train split.
 """
 
@@ -30,8 +32,13 @@ from torch import nn
 
 from mmfuse.data.manifest.errors import ConfigError
 from mmfuse.data.modalities.base import ModalityDataModule
+from mmfuse.data.modalities.image import ImageDataModule
+from mmfuse.data.modalities.text import TextDataModule
+from mmfuse.models.encoders.hf_common import preprocessor_dict
+from mmfuse.models.encoders.hf_image import HFImageEncoder, per_channel
+from mmfuse.models.encoders.hf_text import HFTextEncoder
 from mmfuse.models.multimodal import MultimodalModel
-from mmfuse.pretrained import _get, import_object
+from mmfuse.pretrained import import_object, resolve_model_path
 
 
 def build_data(config: Namespace) -> Any:
@@ -58,7 +65,7 @@ def link_data_into_encoders(config: Namespace, data: pl.LightningDataModule) -> 
     Raises:
         ConfigError: the data's modalities and the encoders have different names.
     """
-    encoders = _get(_get(config, "model"), "encoders")
+    encoders = config_get(config_get(config, "model"), "encoders")
     modalities = data_modalities(data)
     if not isinstance(encoders, dict) or not modalities:
         return []
@@ -71,16 +78,16 @@ def link_data_into_encoders(config: Namespace, data: pl.LightningDataModule) -> 
     notes = []
     for name, encoder in encoders.items():
         dm = modalities.get(name)
-        params = _init_parameters(_get(encoder, "class_path"))
+        params = _init_parameters(config_get(encoder, "class_path"))
         if dm is None or not params:
             continue
-        init_args = _get(encoder, "init_args")
+        init_args = config_get(encoder, "init_args")
         if init_args is None:
             encoder["init_args"] = init_args = Namespace()
         for attr, value in dm.encoder_requirements().items():
             if attr not in params or value is None:
                 continue
-            given = _get(init_args, attr)
+            given = config_get(init_args, attr)
             if given is not None and given != value and given != params[attr].default:
                 notes.append(
                     f"model.encoders.{name}.init_args.{attr}: {given} -> {value}, as the data gives "
@@ -101,7 +108,7 @@ def builds_encoder_settings(config: Namespace) -> bool:
     from mmfuse.data.modalities.base import ModalityDataModule
     from mmfuse.data.multimodal import MultimodalDataModule
 
-    cls = import_object(_get(_get(config, "data"), "class_path"))
+    cls = import_object(config_get(config_get(config, "data"), "class_path"))
     return inspect.isclass(cls) and issubclass(cls, MultimodalDataModule | ModalityDataModule)
 
 
@@ -160,3 +167,78 @@ def check_data_matches_model(datamodule: pl.LightningDataModule, model: Multimod
     problems = mismatches(data_modalities(datamodule), dict(model.encoders.items()))
     if problems:
         raise ConfigError(problems[0])
+
+
+def link_pretrained(config: Any) -> None:
+    """Fill the data's settings that a pretrained encoder decides, in a parsed ``fit``/``test`` config.
+
+    Runs on the parsed config before anything is built. For each modality whose encoder is a Hugging
+    Face one (matched by modality name):
+
+    - text (``TextDataModule`` + ``HFTextEncoder``): ``tokenizer`` unset -> the encoder's
+      ``model_name_or_path``; set to something else -> ``ValueError`` (the token ids would mean
+      other tokens to the model).
+    - image (``ImageDataModule`` + ``HFImageEncoder``): ``mean``/``std`` unset -> the backbone's
+      ``image_mean``/``image_std`` (its ``preprocessor_config.json``; none there: left unset).
+
+    Args:
+        config: the subcommand's namespace (``model.encoders``, ``data``), changed in place.
+
+    Raises:
+        ValueError: the text data names another tokenizer than its encoder's model.
+    """
+    model, data = config_get(config, "model"), config_get(config, "data")
+    encoders = config_get(model, "encoders") or {}
+    if not isinstance(encoders, dict):
+        return
+    for modality, encoder in encoders.items():
+        data_cfg = _modality_data(data, modality)
+        if data_cfg is None or config_get(data_cfg, "init_args") is None:
+            continue
+        # classes, not strings: configs may name them by a package's re-export (mmfuse.data.TextDataModule)
+        enc_cls = import_object(config_get(encoder, "class_path"))
+        data_cls = import_object(config_get(data_cfg, "class_path"))
+        enc_args, data_args = config_get(encoder, "init_args"), config_get(data_cfg, "init_args")
+        if enc_cls is HFTextEncoder and data_cls is TextDataModule:
+            name = config_get(enc_args, "model_name_or_path")
+            tokenizer = config_get(data_args, "tokenizer")
+            if tokenizer is None:
+                data_args["tokenizer"] = name
+            elif name is not None and resolve_model_path(tokenizer) != resolve_model_path(name):
+                raise ValueError(
+                    f"modality {modality!r}: the data's tokenizer is {tokenizer!r} but the encoder "
+                    f"HFTextEncoder loads {name!r}: leave the text data's tokenizer unset (it is taken from "
+                    "model.encoders.<modality>.init_args.model_name_or_path) or make the two the same"
+                )
+        elif enc_cls is HFImageEncoder and data_cls is ImageDataModule:
+            if config_get(data_args, "mean") is not None and config_get(data_args, "std") is not None:
+                continue
+            processor = preprocessor_dict(
+                str(config_get(enc_args, "model_name_or_path")),
+                bool(config_get(enc_args, "trust_remote_code")),
+            )
+            channels = int(config_get(data_args, "channels") or 3)
+            for key in ("mean", "std"):
+                value = processor.get(f"image_{key}")
+                if config_get(data_args, key) is None and value is not None:
+                    data_args[key] = per_channel(value, channels)
+
+
+def _modality_data(data: Any, modality: str) -> Any:
+    """The per-modality data config of ``modality``: inside MultimodalDataModule, or the data itself."""
+    if data is None:
+        return None
+    modalities = config_get(config_get(data, "init_args"), "modalities")
+    if isinstance(modalities, dict):
+        return modalities.get(modality)
+    return data  # one modality's DataModule used alone: its name is checked by class
+
+
+def config_get(cfg: Any, key: str) -> Any:
+    """``cfg[key]`` of a jsonargparse Namespace or a dict; None when absent."""
+    if cfg is None:
+        return None
+    try:
+        return cfg[key]
+    except (KeyError, TypeError):
+        return getattr(cfg, key, None)

@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, cast
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MetricCollection
 
 from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass, output_width
-from mmfuse.lit.checkpoint_source import SafeLoading
 from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.data_links import check_data_matches_model
+from mmfuse.lit.epoch_metrics import EpochMetrics
 from mmfuse.lit.optim import param_groups
-from mmfuse.lit.presence import PresenceAccuracy
+from mmfuse.lit.safe_loading import SafeLoading, drop_live_hyperparameters
 from mmfuse.lit.schedules import Interval, lr_scheduler_config
 from mmfuse.lit.skipped_rows import report_skipped_rows
-from mmfuse.lit.task_metrics import (
-    RegressionLoss,
-    TaskLoss,
-    check_tasks,
-    metric_collection,
-    predictions,
-    task_loss,
-    update_metrics,
-)
+from mmfuse.lit.task_metrics import RegressionLoss, TaskLoss, check_tasks, predictions, task_loss
 from mmfuse.models.fusion.base import Fuser
 from mmfuse.models.masking import drop_modalities
 from mmfuse.models.multimodal import ModelOutput, MultimodalModel
 from mmfuse.types import Batch
-
-STAGES = ("train", "val", "test")
 
 
 class MultimodalModule(SafeLoading, pl.LightningModule):
@@ -100,17 +89,11 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         pretrained_lr: float | None = None,
     ) -> None:
         super().__init__()
-        # Under the CLI the hyper-parameters are the plain config (class paths and init args), which
-        # load_from_checkpoint re-instantiates. Built in Python, they are live objects: drop those, so
-        # every checkpoint still loads with torch.load(weights_only=True) (hence no warning about them).
+        # built in Python, the encoders and fuser are live objects: dropped, not warned about
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`")
             self.save_hyperparameters()
-        for key in [k for k, v in self.hparams.items() if isinstance(v, nn.Module | dict) and _has_live(v)]:
-            self.hparams.pop(key)
-        for key in ("optimizer", "scheduler"):
-            if callable(self.hparams.get(key)):
-                self.hparams.pop(key)
+        drop_live_hyperparameters(self.hparams)
         self.contrastive = contrastive
         self.pretrained_lr = pretrained_lr
         #: the tasks, as plain dicts, in the data's order
@@ -149,21 +132,8 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
             # the parts, not the LightningModule: Lightning's hooks and logging stay in eager Python
             for part in (*self.model.encoders.values(), self.model.fusion):
                 part.compile()
-        # one metric collection per stage and task; ModuleDict keys may not shadow nn.Module
-        # attributes such as `train`: hence the suffix
-        self.metrics = nn.ModuleDict(
-            {
-                f"{s}_": nn.ModuleDict(
-                    {n: metric_collection(t, self._prefix(s, n)) for n, t in by_name.items()}
-                )
-                for s in STAGES
-            }
-        )
-        # per stage and task: the mean loss over observed targets (weighted by their count)
-        self.mean_loss = nn.ModuleDict(
-            {f"{s}_": nn.ModuleDict({n: MeanMetric() for n in names}) for s in STAGES}
-        )
-        self.test_presence = PresenceAccuracy(list(self.model.encoders))
+        #: per stage and task: metric objects and mean losses, computed once per epoch
+        self.metrics = EpochMetrics(self.tasks, list(self.model.encoders))
 
     # --- tasks -----------------------------------------------------------------------------------
 
@@ -177,10 +147,6 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
     def class_names(self) -> list[str]:
         """The class names of :attr:`task` (``[]`` without a multiclass task)."""
         return next((list(t["names"]) for t in self.tasks if t["name"] == self.task), [])
-
-    def _prefix(self, stage: str, task: str) -> str:
-        # one task: today's keys (val/acc); several: val/<task>/acc
-        return f"{stage}/" if len(self.tasks) == 1 else f"{stage}/{task}/"
 
     @property
     def has_aux_losses(self) -> bool:
@@ -206,12 +172,6 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         if datamodule is not None:
             report_skipped_rows(self.trainer, datamodule)  # after the data's setup, which chose the rows
             check_data_matches_model(datamodule, self.model)
-
-    def _metrics(self, stage: str, task: str) -> MetricCollection:
-        return cast(MetricCollection, cast(nn.ModuleDict, self.metrics[f"{stage}_"])[task])
-
-    def _mean_loss(self, stage: str, task: str) -> MeanMetric:
-        return cast(MeanMetric, cast(nn.ModuleDict, self.mean_loss[f"{stage}_"])[task])
 
     def forward(self, batch: Batch, present: dict[str, Tensor] | None = None) -> ModelOutput:
         """The model's output; ``present`` defaults to :meth:`effective_present`."""
@@ -264,12 +224,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
                 self.log("train/temperature", temperature, on_step=True, batch_size=len(batch))
         elif self.contrastive is not None:
             self.contrastive.update(stage, output.embeddings, present)
-        for t in self.tasks:
-            name = t["name"]
-            target = batch.targets[name]
-            update_metrics(self._metrics(stage, name), t["kind"], output.logits[name], target)
-            if losses[name].observed:
-                self._mean_loss(stage, name).update(losses[name].value.detach(), weight=losses[name].observed)
+        self.metrics.update(stage, output.logits, batch.targets, losses)
         return output, losses, self.total_loss(losses, aux)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -288,7 +243,8 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         task = self.task
         if stage == "test" and task is not None:
             target = batch.targets[task]
-            self.test_presence.update(output.logits[task].detach(), target, self.effective_present(batch))
+            presence = self.metrics.test_presence
+            presence.update(output.logits[task].detach(), target, self.effective_present(batch))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -303,43 +259,25 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         self._log_epoch("test")
         # test metrics by presence pattern (e.g. test/presence/audio+image/acc), when the data has
         # more than one; compute() has summed the counts over processes already
-        if self.task is None:
-            return
-        values = self.test_presence.compute()  # every process calls it: it syncs under DDP
-        if sum(k.endswith("/n") for k in values) > 1:
-            for key, value in values.items():
-                self.log(f"test/presence/{key}", value)
-        self.test_presence.reset()
+        if self.task is not None:
+            self.log_dict(self.metrics.presence())
 
     def _log_epoch(self, stage: str) -> None:
-        """Compute, log and reset the stage's metrics (compute() syncs their states across processes).
-
-        A task with no observed target in the whole epoch (on any process) logs nothing and adds
-        nothing to ``<stage>/loss``; the one count that decides it is summed over processes once.
-        """
+        """Compute, log and reset the stage's metrics (:meth:`EpochMetrics.compute` syncs them)."""
         show = stage == "val"
         if self.contrastive is not None and stage != "train":
             self.log_dict(self.contrastive.compute(stage))
             self.contrastive.reset(stage)
-        names = [t["name"] for t in self.tasks]
-        if not names:
+        if not self.tasks:
             return
-        counts = torch.stack([self._mean_loss(stage, n).weight.detach().float().reshape(()) for n in names])
-        if self.trainer.world_size > 1:
-            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-        total = torch.zeros((), device=self.device)
-        for name, count in zip(names, counts.tolist(), strict=True):
-            mean_loss, metrics = self._mean_loss(stage, name), self._metrics(stage, name)
-            if count > 0:
-                value = mean_loss.compute()
-                total = total + self.task_weights[name] * value
-                self.log_dict(metrics.compute(), prog_bar=show)
-                if len(names) > 1:
-                    self.log(f"{stage}/{name}/loss", value)
-            mean_loss.reset()
-            metrics.reset()
-        if stage != "train" and names:  # train/loss is logged per step
-            self.log(f"{stage}/loss", total, prog_bar=show)
+        values = self.metrics.compute(stage, self.task_weights, self._sum_over_processes)
+        self.log_dict(values.metrics, prog_bar=show)
+        self.log_dict(values.task_losses)
+        if stage != "train":  # train/loss is logged per step
+            self.log(f"{stage}/loss", values.loss, prog_bar=show)
+
+    def _sum_over_processes(self, value: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="sum") if self.trainer.world_size > 1 else value
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         output = self(batch)
@@ -358,12 +296,3 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         config = lr_scheduler_config(scheduler, self.trainer, self.scheduler_interval, self.scheduler_monitor)
         return {"optimizer": optimizer, "lr_scheduler": config}
-
-
-def _has_live(value: Any) -> bool:
-    """True if a hyper-parameter value holds an nn.Module (not a plain config dict)."""
-    if isinstance(value, nn.Module):
-        return True
-    if isinstance(value, dict):
-        return any(_has_live(v) for v in value.values())
-    return False

@@ -15,7 +15,6 @@ The data order is restored by the train DataLoader itself (``mmfuse.data.samplin
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,16 +23,22 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning_fabric.utilities.types import _PATH
 
-from mmfuse.lit.checkpoint_source import load_checkpoint_file, local_checkpoint, require_weights_only
+from mmfuse.lit.checkpoint_source import local_checkpoint
+from mmfuse.lit.safe_loading import load_checkpoint_file, require_weights_only
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to ``.<name>.tmp`` in the same folder, fsync, then ``os.replace`` onto the target.
 
     A rename within one filesystem is atomic: readers see the old file or the new one, never half
-    of one. Remote paths (``s3://...``) fall back to Lightning's own writer.
+    of one. Remote paths (``s3://...``) fall back to Lightning's own writer. Local paths do not:
+    Lightning 2.6's ``_atomic_save`` holds the whole checkpoint in memory twice and writes it to a
+    temporary file in ``$TMPDIR`` (fsspec's local transaction), then moves it (``shutil.move``); where
+    ``$TMPDIR`` is another filesystem (a node's local disk, runs on a shared one) that move is a copy,
+    which a killed job leaves half-written, and nothing is fsynced.
 
     Loading is always ``torch.load(weights_only=True)``, whatever the scheme (Lightning's own loader
     unpickles ``http(s)://`` paths fully, and caches them by file name alone): a URL is first fetched
@@ -70,10 +75,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RandomState(pl.Callback):
-    """Saves the CPU random states (torch, NumPy, Python) in checkpoints and restores them on resume.
+    """Saves the random states (torch, NumPy, Python; CUDA when in use) in checkpoints and restores
+    them on resume.
 
-    Stored as plain tensors and lists, so checkpoints still load with ``torch.load(weights_only=True)``.
-    CUDA generators are saved too when CUDA is in use.
+    Lightning's own collectors (``lightning_fabric.utilities.seed``); the Trainer itself saves no random
+    state in a checkpoint (Lightning 2.6 uses them only to start spawned processes). NumPy's state is
+    kept as a tensor, so checkpoints still load with ``torch.load(weights_only=True)``.
     """
 
     @property
@@ -81,21 +88,19 @@ class RandomState(pl.Callback):
         return "RandomState"
 
     def state_dict(self) -> dict[str, Any]:
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached],
-            "python": random.getstate(),
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+        # CUDA's generators only where CUDA is initialised: reading them would start CUDA in a CPU run
+        state = _collect_rng_states(include_cuda=torch.cuda.is_available() and torch.cuda.is_initialized())
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        state["numpy"] = [kind, torch.from_numpy(np.asarray(keys).astype(np.int64)), pos, has_gauss, cached]
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        torch.set_rng_state(state_dict["torch"])
-        kind, keys, pos, has_gauss, cached = state_dict["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-        version, internal, gauss = state_dict["python"]
-        random.setstate((version, tuple(internal), gauss))
-        if "cuda" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        state = dict(state_dict)
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        state["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+        cuda = state.pop(
+            "torch.cuda", state.pop("cuda", None)
+        )  # "cuda": the key of earlier mmfuse checkpoints
+        if cuda is not None and torch.cuda.is_available():
+            state["torch.cuda"] = cuda
+        _set_rng_states(state)

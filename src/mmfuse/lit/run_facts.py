@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 from torch import nn
 
-from mmfuse.lit.wandb.logger import CHECKPOINT_KEY, is_live
+from mmfuse.lit.wandb.run_identity import CHECKPOINT_KEY, is_live
 
 
 class RunFacts(pl.Callback):

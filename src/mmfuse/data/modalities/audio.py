@@ -4,7 +4,7 @@ or the waveform itself (for wav2vec2-style pretrained encoders)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers.audio_utils import mel_filter_bank
 
 from mmfuse.data.manifest.errors import SampleError
-from mmfuse.data.modalities.base import ModalityDataModule, Sample
+from mmfuse.data.modalities.base import ModalityDataModule, Sample, SampleView
 
 if TYPE_CHECKING:
     from mmfuse.data.manifest.source import ManifestSource
@@ -197,6 +197,10 @@ class AudioDataModule(ModalityDataModule):
             values = torch.zeros(len(samples), 1, *empty.shape[1:])
         mask = torch.arange(values.shape[1])[None, :] < lengths[:, None]  # (B, F) or (B, N)
         return {key: values, mask_key: mask}
+
+    def sample_view(self, cell: str, root: Path, inputs: Mapping[str, Tensor], b: int) -> SampleView:
+        """The audio file, as it is on disk (before resampling and cropping)."""
+        return SampleView("audio", str(root / cell))
 
     def encoder_requirements(self) -> dict[str, Any]:
         """The feature kind and rate for every audio encoder that declares them (``HFAudioEncoder``:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from torch import Tensor
@@ -12,6 +12,19 @@ from torch import Tensor
 from mmfuse.data.manifest.source import ManifestSource
 
 Sample = dict[str, Tensor]
+
+
+class SampleView(NamedTuple):
+    """How one sample of a modality is shown (W&B's tables and media panels), in plain values.
+
+    ``kind`` says what ``value`` is: ``image`` (a file path, or an ``(H, W, C)`` array), ``audio`` (a
+    file path) or ``text`` (the text itself; also what a viewer does with a kind it does not know).
+    """
+
+    kind: str
+    value: Any
+    tokens: list[str] | None = None
+    """the sample's tokens as text, in the order the encoder gets them (attention maps' labels)"""
 
 
 class ModalityDataModule(pl.LightningDataModule):
@@ -85,6 +98,20 @@ class ModalityDataModule(pl.LightningDataModule):
         filled in by the ``mmfuse`` command (:mod:`mmfuse.lit.data_links`), so a config sets them once.
         """
         return {}
+
+    def sample_view(self, cell: str, root: Path, inputs: Mapping[str, Tensor], b: int) -> SampleView:
+        """How a viewer shows one sample of this modality (default: its manifest cell, as text).
+
+        A modality with its own media overrides it; the viewer (``mmfuse.lit.wandb``) turns the plain
+        :class:`SampleView` into a logger's objects, so data/ needs no logger.
+
+        Args:
+            cell: the sample's non-empty manifest cell.
+            root: the manifest's folder (paths in cells are relative to it).
+            inputs: this modality's inputs of the collated batch (what :meth:`collate` returned).
+            b: the sample's index in that batch.
+        """
+        return SampleView("text", cell)
 
     # --- used alone ----------------------------------------------------------------------------
 

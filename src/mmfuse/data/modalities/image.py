@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,7 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from mmfuse.data.manifest.errors import SampleError
-from mmfuse.data.modalities.base import ModalityDataModule, Sample
+from mmfuse.data.modalities.base import ModalityDataModule, Sample, SampleView
 from mmfuse.data.modalities.image_modes import image_to_array
 
 if TYPE_CHECKING:
@@ -208,6 +208,10 @@ class ImageDataModule(ModalityDataModule):
         """Stack into ``{"pixel_values": (B, C, H, W)}``; a missing image (``None``) becomes zeros."""
         blank = torch.zeros(self.channels, self.size, self.size)
         return {"pixel_values": torch.stack([blank if s is None else s["pixel_values"] for s in samples])}
+
+    def sample_view(self, cell: str, root: Path, inputs: Mapping[str, Tensor], b: int) -> SampleView:
+        """The image file, as it is on disk (before resizing and normalisation)."""
+        return SampleView("image", str(root / cell))
 
     def encoder_requirements(self) -> dict[str, Any]:
         """Channels for every image encoder; for a pretrained one (``HFImageEncoder``) also the size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from mmfuse.data.manifest.errors import SampleError
-from mmfuse.data.modalities.base import ModalityDataModule, Sample
+from mmfuse.data.modalities.base import ModalityDataModule, Sample, SampleView
 from mmfuse.pretrained import resolve_model_path
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class TextDataModule(ModalityDataModule):
     - Hugging Face (``tokenizer="<name or path>"``): ``AutoTokenizer.from_pretrained``, loaded on
       first use, with its special tokens; nothing is learnt from the data. Under the ``mmfuse``
       command it is taken from the text modality's ``HFTextEncoder`` when unset, so the model is
-      named once (:func:`mmfuse.pretrained.link_pretrained`).
+      named once (:func:`mmfuse.lit.data_links.link_pretrained`).
 
     The encoder receives ``input_ids`` ``(B, L)`` long and ``attention_mask`` ``(B, L)`` bool
     (True = real token), padded to the longest text in the batch.
@@ -208,6 +208,16 @@ class TextDataModule(ModalityDataModule):
             input_ids = torch.full((len(samples), 1), self.pad_id, dtype=torch.long)
         attention_mask = torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]  # (B, L)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def sample_view(self, cell: str, root: Path, inputs: Mapping[str, Tensor], b: int) -> SampleView:
+        """The text, and its real tokens as text: vocabulary words, or the Hugging Face tokenizer's pieces."""
+        ids = inputs["input_ids"][b][inputs["attention_mask"][b]].tolist()
+        if self.tokenizer is not None:
+            tokens = [str(t) for t in self.hf_tokenizer.convert_ids_to_tokens(ids)]
+        else:
+            vocab = self.vocab
+            tokens = [vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids]
+        return SampleView("text", cell, tokens)
 
     def encoder_requirements(self) -> dict[str, int]:
         """The number of token ids: the learnt vocabulary's size (``<pad>``, ``<unk>`` and the words

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from mmfuse.lit.wandb.logger import WandbLogger, is_live
+from mmfuse.lit.wandb.logger import WandbLogger
+from mmfuse.lit.wandb.run_identity import is_live
 
 
 def log_ablation(trainer: pl.Trainer, rows: Sequence[dict[str, Any]]) -> str | None:

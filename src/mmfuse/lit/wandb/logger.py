@@ -4,24 +4,22 @@ On top of Lightning's ``WandbLogger``:
 
 - **No account needed.** Without credentials (``WANDB_API_KEY``, a ``~/.netrc`` entry for the
   W&B host) the run is logged offline and ``wandb sync <run folder>`` uploads it later; W&B is
-  never left to ask for a key. ``WANDB_MODE`` (``offline``, ``disabled``) and the other
-  ``WANDB_*`` variables are respected.
+  never left to ask for a key (:mod:`mmfuse.lit.wandb.offline`). ``WANDB_MODE`` (``offline``,
+  ``disabled``) and the other ``WANDB_*`` variables are respected.
 - **Config once, nested.** The CLI logs its whole resolved config (see ``config_logging.py``);
   after that the model's and data's hyper-parameters, which repeat parts of it, are not logged again.
 - **Resume.** :meth:`WandbLogger.continue_run` reads the run id stored in a checkpoint (or in
-  ``wandb_run.json`` of its run directory), so a resumed fit continues the same run.
+  ``wandb_run.json`` of its run directory: :mod:`mmfuse.lit.wandb.run_identity`), so a resumed fit
+  continues the same run.
 - **Checkpoint artifacts** (``log_model``) carry the monitored metric, epoch, step and the config.
 """
 
 from __future__ import annotations
 
-import json
-import netrc
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -31,83 +29,16 @@ from pytorch_lightning.loggers.utilities import _scan_checkpoints
 from pytorch_lightning.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 from mmfuse.lit.run_directory import checkpoint_facts
+from mmfuse.lit.wandb.offline import resolve_mode, sync_command
+from mmfuse.lit.wandb.run_identity import is_live, stored_run_id, write_run_file
 
-#: key of the run's identity in every checkpoint (written by ``RunFacts``)
-CHECKPOINT_KEY = "wandb_run"
-#: the run's identity, in its run directory
-RUN_FILE = "wandb_run.json"
 #: the CLI config as a file of the W&B run (W&B's own ``config.yaml`` there holds the run config)
 CONFIG_FILE = "lightning_config.yaml"
-_DEFAULT_HOSTS = ("api.wandb.ai", "api.forge.coreweave.com")
+
 
 # the run the last mmfuse logger of this process started: finished before a new one starts, so a
 # CLI call that failed half-way (a notebook, a test session) cannot leave it open to be reused
 _last_run: Any = None
-
-
-def has_wandb_credentials() -> bool:
-    """True if W&B can authenticate without asking: an API key or identity token in the
-    environment, or a ``.netrc`` entry (``$NETRC`` or ``~/.netrc``) for the W&B host."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    hosts = set(_DEFAULT_HOSTS)
-    if base_url := os.environ.get("WANDB_BASE_URL"):
-        hosts.add(urlsplit(base_url).netloc or base_url)
-    path = Path(os.environ.get("NETRC") or "~/.netrc").expanduser()
-    try:
-        entries = netrc.netrc(path)
-    except (OSError, netrc.NetrcParseError):
-        return False
-    return any((auth := entries.authenticators(h)) is not None and auth[2] for h in hosts)
-
-
-def resolve_mode(offline: bool = False) -> tuple[str | None, str | None]:
-    """The mode to force on ``wandb.init`` (None: leave it to W&B), and why it was forced.
-
-    ``WANDB_MODE=offline|disabled`` is W&B's to apply. Otherwise, without credentials the run goes
-    offline: W&B itself would prompt for a key on a terminal, or fail without one.
-    """
-    if offline:
-        return "offline", None
-    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if env_mode in ("offline", "dryrun", "disabled") or has_wandb_credentials():
-        return None, None
-    where = "WANDB_API_KEY, or a ~/.netrc entry from `wandb login`"
-    if env_mode == "online":
-        return "offline", f"WANDB_MODE=online but no credentials ({where})"
-    return "offline", f"no credentials ({where})"
-
-
-def stored_run_id(ckpt_path: str | os.PathLike[str]) -> str | None:
-    """The W&B run id a checkpoint was written by, or None (read without loading its tensors)."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        return None
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        run_id = (ckpt.get(CHECKPOINT_KEY) or {}).get("id")
-    except Exception:  # an old or foreign checkpoint: fall back to the run directory
-        run_id = None
-    if not run_id:
-        info = path.parent.parent / RUN_FILE  # <run dir>/checkpoints/x.ckpt
-        if info.is_file():
-            run_id = json.loads(info.read_text()).get("id")
-    return str(run_id) if run_id else None
-
-
-def read_run_file(run_dir: Path | None) -> dict[str, Any] | None:
-    """The W&B identity (id, project, group, name, ...) a run directory's ``wandb_run.json`` holds."""
-    path = run_dir / RUN_FILE if run_dir is not None else None
-    if path is None or not path.is_file():
-        return None
-    info = json.loads(path.read_text())
-    return info if isinstance(info, dict) else None
-
-
-def is_live(run: Any) -> bool:
-    """True for a real, running W&B run (not disabled, not a non-zero rank's dummy)."""
-    settings = getattr(run, "settings", None)
-    return settings is not None and getattr(settings, "mode", "") != "disabled" and hasattr(run, "dir")
 
 
 class WandbLogger(LightningWandbLogger):
@@ -183,7 +114,7 @@ class WandbLogger(LightningWandbLogger):
         run = super().experiment
         if run is not _last_run and is_live(run) and not self._finished:
             _last_run = run
-            self._write_run_file(run)
+            write_run_file(run, Path(self.log_dir))
             if self._evaluates is not None:
                 self._record_evaluation(run)
         return run
@@ -241,21 +172,6 @@ class WandbLogger(LightningWandbLogger):
             return str(self.run_dir)
         return os.path.join(self._save_dir or ".", str(self.name), str(self.version))
 
-    def _write_run_file(self, run: Any) -> None:
-        info = {
-            "id": run.id,
-            "project": run.project,
-            "entity": run.entity or None,
-            "name": run.name,
-            "group": run.group or None,
-            "job_type": run.job_type or None,
-            "url": None if run.offline else run.url,
-            "wandb_dir": str(Path(run.dir).parent),
-        }
-        out = Path(self.log_dir) / RUN_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(info, indent=2) + "\n")
-
     def continue_run(self, ckpt_path: str | os.PathLike[str] | None) -> str | None:
         """Continue the W&B run that wrote ``ckpt_path`` (call before the run starts).
 
@@ -310,14 +226,7 @@ class WandbLogger(LightningWandbLogger):
         run = self._experiment
         if _rank() != 0 or run is None or not is_live(run) or self._finished:
             return None
-        if run.offline:
-            folder = Path(run.dir).parent  # .../wandb/offline-run-<time>-<id>
-            # a resumed run has one folder per session, all with its id: sync them all, in order
-            folders = sorted(f for f in folder.parent.glob("offline-run-*") if _folder_of(f.name, run.id))
-            shown = [os.path.relpath(f) if f.is_relative_to(Path.cwd()) else str(f) for f in folders]
-            where = f"offline run; upload it with: wandb sync {' '.join(shown)}"
-        else:
-            where = str(run.url)
+        where = f"offline run; upload it with: {sync_command(run)}" if run.offline else str(run.url)
         run.finish()
         self._finished = True
         if _last_run is run:
@@ -350,12 +259,6 @@ class WandbLogger(LightningWandbLogger):
             artifact.add_file(path, name="model.ckpt", policy=self.add_file_policy)
             self.experiment.log_artifact(artifact, aliases=aliases or None)
             self._logged_model_time[path] = mtime
-
-
-def _folder_of(name: str, run_id: str) -> bool:
-    """True if ``name`` is an offline folder of the run: ``offline-run-<time>-<id>[-<n>]``."""
-    rest = name.split("-", 3)[-1]
-    return rest == run_id or (rest.startswith(f"{run_id}-") and rest[len(run_id) + 1 :].isdigit())
 
 
 def _finish(run: Any, exit_code: int) -> None:

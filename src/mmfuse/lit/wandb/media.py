@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mmfuse.lit.wandb.figures import attention_figure, confusion_figure, figure_pixels, safe_name
-from mmfuse.lit.wandb.val_samples import FixedSamples, fixed_val_samples, media_value
-from mmfuse.lit.wandb.logger import is_live
+from mmfuse.lit.wandb.run_identity import is_live
+from mmfuse.lit.wandb.val_samples import MEDIA_KINDS, FixedSamples, fixed_val_samples, media_value
 
 
 class WandbMedia(pl.Callback):
@@ -139,7 +139,7 @@ class WandbMedia(pl.Callback):
         import wandb
 
         names: list[str] = list(pl_module.class_names)
-        modalities = list(samples.kinds)
+        modalities = samples.modalities
         columns: list[Any] = [
             "id",
             *modalities,
@@ -150,7 +150,7 @@ class WandbMedia(pl.Callback):
         ]
         data = []
         for b, sample_id in enumerate(samples.ids):
-            media = [media_value(samples.kinds[m], samples.cells[b][m], samples.root) for m in modalities]
+            media = [media_value(samples.views[b][m]) for m in modalities]
             predicted = names[int(probs[b].argmax())]
             data.append(
                 [sample_id, *media, self._label(pl_module, samples, b), predicted, *probs[b].tolist(), epoch]
@@ -159,14 +159,11 @@ class WandbMedia(pl.Callback):
 
     def _sample_media(self, pl_module: Any, samples: FixedSamples) -> dict[str, Any]:
         payload: dict[str, Any] = {}
-        for m, kind in samples.kinds.items():
-            if kind not in ("image", "audio"):
-                continue
+        for m in samples.modalities:
             values = [
-                media_value(
-                    kind, samples.cells[b][m], samples.root, f"{sid} ({self._label(pl_module, samples, b)})"
-                )
+                media_value(view, f"{sid} ({self._label(pl_module, samples, b)})")
                 for b, sid in enumerate(samples.ids)
+                if (view := samples.views[b][m]) is not None and view.kind in MEDIA_KINDS
             ]
             values = [v for v in values if v is not None and not isinstance(v, str)]
             if values:

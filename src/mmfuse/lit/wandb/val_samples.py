@@ -8,29 +8,29 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from mmfuse.data.modalities.audio import AudioDataModule
-from mmfuse.data.modalities.image import ImageDataModule
-from mmfuse.data.modalities.text import TextDataModule
+from mmfuse.data.modalities.base import SampleView
 from mmfuse.types import Batch
+
+#: how a W&B table or media panel shows a view of each kind (any other kind: its value as text)
+MEDIA_KINDS = ("image", "audio")
 
 
 @dataclass
 class FixedSamples:
-    """K validation samples with their raw manifest cells, so their inputs can be shown as media.
+    """K validation samples with what each modality's DataModule says about showing them.
 
     Attributes:
         batch: the K samples collated like any validation batch (on the CPU).
-        cells: per sample, modality -> the raw manifest cell ("" where the modality is missing).
-        kinds: modality -> ``image``, ``audio``, ``text`` or ``other`` (how to show its cells).
-        root: the manifest's folder; media cells are paths relative to it.
-        tokens: text modality -> per sample, its tokens as text (the tokenizer's pieces, in
-            ``input_ids`` order; ``[]`` where the text is missing): attention maps' labels.
+        modalities: the modality names, in the data's order (the table's columns).
+        views: per sample, modality -> its :class:`~mmfuse.data.modalities.base.SampleView` (None
+            where the modality is missing).
+        tokens: modality -> per sample, its tokens as text, for the modalities whose views have
+            tokens (``[]`` where the sample has none): attention maps' labels.
     """
 
     batch: Batch
-    cells: list[dict[str, str]]
-    kinds: dict[str, str]
-    root: Path
+    modalities: list[str]
+    views: list[dict[str, SampleView | None]]
     tokens: dict[str, list[list[str]]] = field(default_factory=dict)
 
     @property
@@ -69,7 +69,7 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
         return None
     labels = [r.cells.get(manifest.target, "") for r in rows]
     items: list[Any] = []
-    cells: list[dict[str, str]] = []
+    cells: list[dict[str, str]] = []  # per sample, modality -> its manifest cell ("" where missing)
     for i in choose_rows([r.id for r in rows], labels, k * 2):  # spares for undecodable samples
         try:
             item = dataset[i]
@@ -86,46 +86,34 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
     batch = loader.collate_fn(items)
     if not isinstance(batch, Batch):
         return None
-    kinds = {m: _kind(dm) for m, dm in modalities.items()}
-    tokens = {
-        m: [_token_texts(dm, batch.inputs[m], b) if batch.present[m][b] else [] for b in range(len(batch))]
-        for m, dm in modalities.items()
-        if isinstance(dm, TextDataModule)
-    }
-    return FixedSamples(batch=batch, cells=cells, kinds=kinds, root=Path(manifest.root), tokens=tokens)
+    root = Path(manifest.root)
+    views = [
+        {
+            m: dm.sample_view(cell[m], root, batch.inputs[m], b) if cell[m].strip() else None
+            for m, dm in modalities.items()
+        }
+        for b, cell in enumerate(cells)
+    ]
+    tokens: dict[str, list[list[str]]] = {}
+    for m in modalities:
+        per_sample = [view.get(m) for view in views]
+        if any(v is not None and v.tokens is not None for v in per_sample):
+            tokens[m] = [list(v.tokens or []) if v is not None else [] for v in per_sample]
+    return FixedSamples(batch=batch, modalities=list(modalities), views=views, tokens=tokens)
 
 
-def _token_texts(datamodule: TextDataModule, inputs: dict[str, Any], b: int) -> list[str]:
-    """Sample ``b``'s real tokens as text: vocabulary words, or the Hugging Face tokenizer's pieces."""
-    ids = inputs["input_ids"][b][inputs["attention_mask"][b]].tolist()
-    if datamodule.tokenizer is not None:
-        return [str(t) for t in datamodule.hf_tokenizer.convert_ids_to_tokens(ids)]
-    vocab = datamodule.vocab
-    return [vocab[i] if 0 <= i < len(vocab) else str(i) for i in ids]
-
-
-def _kind(datamodule: Any) -> str:
-    if isinstance(datamodule, ImageDataModule):
-        return "image"
-    if isinstance(datamodule, AudioDataModule):
-        return "audio"
-    if isinstance(datamodule, TextDataModule):
-        return "text"
-    return "other"
-
-
-def media_value(kind: str, cell: str, root: Path, caption: str | None = None) -> Any:
-    """What a table cell or media panel shows for one manifest cell: ``wandb.Image`` for images,
-    ``wandb.Audio`` for audio, the text itself otherwise; None where the modality is missing."""
+def media_value(view: SampleView | None, caption: str | None = None) -> Any:
+    """What a table cell or media panel shows for one sample's view: ``wandb.Image`` for an image,
+    ``wandb.Audio`` for audio, the value as text otherwise; None where the modality is missing."""
     import wandb
 
-    if not cell.strip():
+    if view is None:
         return None
     try:
-        if kind == "image":
-            return wandb.Image(str(root / cell), caption=caption)
-        if kind == "audio":
-            return wandb.Audio(str(root / cell), caption=caption)
-    except Exception:  # unreadable media: show the path instead of failing the run
-        return cell
-    return cell
+        if view.kind == "image":
+            return wandb.Image(view.value, caption=caption)
+        if view.kind == "audio":
+            return wandb.Audio(view.value, caption=caption)
+    except Exception:  # unreadable media: show what it is instead of failing the run
+        return str(view.value)
+    return str(view.value)

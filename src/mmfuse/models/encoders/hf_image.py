@@ -64,8 +64,8 @@ class HFImageEncoder(HFEncoderBase):
         size = getattr(config, "image_size", None)
         self.image_size: int | None = int(size) if isinstance(size, int) else None
         processor = preprocessor_dict(model_name_or_path, trust_remote_code)
-        self.image_mean = _per_channel(processor.get("image_mean"), self.in_channels)
-        self.image_std = _per_channel(processor.get("image_std"), self.in_channels)
+        self.image_mean = per_channel(processor.get("image_mean"), self.in_channels)
+        self.image_std = per_channel(processor.get("image_std"), self.in_channels)
         self.proj = nn.Linear(self.backbone_dim, d_model)
 
     def forward(self, pixel_values: Tensor) -> EncoderOutput:
@@ -95,7 +95,7 @@ class HFImageEncoder(HFEncoderBase):
         return EncoderOutput(tokens=tokens, mask=mask)
 
 
-def _per_channel(value: float | Sequence[float] | None, channels: int) -> list[float]:
+def per_channel(value: float | Sequence[float] | None, channels: int) -> list[float]:
     """A processor's mean/std (a number or one per channel) as floats; 0.5 per channel if absent."""
     if value is None:
         return [_DEFAULT_STAT] * channels

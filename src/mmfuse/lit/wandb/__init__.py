@@ -1,0 +1,1 @@
+"""Weights & Biases: the logger, media and figures, tables and the ablation run."""
