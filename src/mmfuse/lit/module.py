@@ -28,7 +28,7 @@ from mmfuse.lit.task_metrics import (
     update_metrics,
 )
 from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.masking import drop_modalities
+from mmfuse.models.modality_dropout import drop_modalities
 from mmfuse.models.multimodal import ModelOutput, MultimodalModel
 from mmfuse.types import Batch
 

@@ -1,0 +1,57 @@
+"""Every encoder and fuser against the shared contracts (tests/models/contracts.py).
+
+Cover a new encoder or fuser by adding ONE line to ``ENCODERS`` or ``FUSERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN, TextTransformer
+from mmfuse.models.encoders.tabular_mlp import TabularMLP
+from mmfuse.models.fusion import ConcatFusion, CrossModalAttentionFusion, LateFusion
+from mmfuse.models.fusion.gated import GatedFusion
+from tests.models.contracts import (
+    ENCODER_CHECKS,
+    FUSER_CHECKS,
+    D,
+    EncoderCase,
+    FuserCase,
+    image_inputs,
+    log_mel_inputs,
+    text_inputs,
+    vector_inputs,
+)
+
+V = 20  # vocabulary of the text cases
+
+ENCODERS = [
+    EncoderCase("image_cnn", lambda: ImageCNN(3, D, channels=[4, 6]), image_inputs(3, 8, 8), padded=False),
+    EncoderCase("rnn_gru_bi", lambda: TextRNN(V, d_model=D, embed_dim=6, hidden_size=5), text_inputs(V)),
+    EncoderCase("rnn_lstm_2", lambda: TextRNN(V, D, 6, 5, num_layers=2, cell="lstm"), text_inputs(V)),
+    EncoderCase("rnn_gru_uni", lambda: TextRNN(V, D, 6, 5, bidirectional=False), text_inputs(V)),
+    EncoderCase("text_transformer", lambda: TextTransformer(V, D, 2, 2, 2, max_length=16), text_inputs(V)),
+    EncoderCase("audio_cnn", lambda: AudioCNN(5, D, channels=[6, 7], kernel_size=3), log_mel_inputs(5)),
+    EncoderCase("tabular_mlp", lambda: TabularMLP(4, d_model=D, hidden=6), vector_inputs(4), padded=False),
+]
+
+FUSERS = [
+    FuserCase("concat", lambda mods: ConcatFusion(mods, d_model=D, hidden=16, dropout=0.0)),
+    FuserCase("late", lambda mods: LateFusion(mods, d_model=D)),
+    FuserCase("cross", lambda mods: CrossModalAttentionFusion(mods, D, num_heads=2, num_layers=2, dropout=0)),
+    FuserCase("gated", lambda mods: GatedFusion(mods, d_model=D, hidden=16, dropout=0.0)),
+]
+
+
+@pytest.mark.parametrize("check", ENCODER_CHECKS, ids=lambda c: c.__name__.removeprefix("encoder_"))
+@pytest.mark.parametrize("case", ENCODERS, ids=lambda c: c.id)
+def test_encoder_contract(case: EncoderCase, check: Callable[[EncoderCase], None]) -> None:
+    check(case)
+
+
+@pytest.mark.parametrize("check", FUSER_CHECKS, ids=lambda c: c.__name__.removeprefix("fuser_"))
+@pytest.mark.parametrize("case", FUSERS, ids=lambda c: c.id)
+def test_fuser_contract(case: FuserCase, check: Callable[[FuserCase], None]) -> None:
+    check(case)
