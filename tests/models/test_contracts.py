@@ -9,10 +9,19 @@ from collections.abc import Callable
 
 import pytest
 
-from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN, TextTransformer
+from mmfuse.models.encoders import AudioCNN, AudioTransformer, ImageCNN, ImageViT, TextRNN, TextTransformer
 from mmfuse.models.encoders.tabular_mlp import TabularMLP
-from mmfuse.models.fusion import ConcatFusion, CrossModalAttentionFusion, LateFusion
-from mmfuse.models.fusion.gated import GatedFusion
+from mmfuse.models.fusion import (
+    BottleneckFusion,
+    ConcatFusion,
+    CrossModalAttentionFusion,
+    EarlyFusion,
+    FiLMFusion,
+    GatedFusion,
+    LateFusion,
+    LowRankFusion,
+    PerceiverFusion,
+)
 from tests.models.contracts import (
     ENCODER_CHECKS,
     FUSER_CHECKS,
@@ -34,6 +43,10 @@ ENCODERS = [
     EncoderCase("rnn_gru_uni", lambda: TextRNN(V, D, 6, 5, bidirectional=False), text_inputs(V)),
     EncoderCase("text_transformer", lambda: TextTransformer(V, D, 2, 2, 2, max_length=16), text_inputs(V)),
     EncoderCase("audio_cnn", lambda: AudioCNN(5, D, channels=[6, 7], kernel_size=3), log_mel_inputs(5)),
+    EncoderCase(
+        "image_vit", lambda: ImageViT(3, D, patch_size=4, num_heads=2), image_inputs(3, 8, 12), padded=False
+    ),
+    EncoderCase("audio_transformer", lambda: AudioTransformer(6, D, 2, 3, num_heads=2), log_mel_inputs(6)),
     EncoderCase("tabular_mlp", lambda: TabularMLP(4, d_model=D, hidden=6), vector_inputs(4), padded=False),
 ]
 
@@ -42,6 +55,12 @@ FUSERS = [
     FuserCase("late", lambda mods: LateFusion(mods, d_model=D)),
     FuserCase("cross", lambda mods: CrossModalAttentionFusion(mods, D, num_heads=2, num_layers=2, dropout=0)),
     FuserCase("gated", lambda mods: GatedFusion(mods, d_model=D, hidden=16, dropout=0.0)),
+    FuserCase("early", lambda mods: EarlyFusion(mods, D, num_heads=2, num_layers=2, dropout=0)),
+    FuserCase("bottleneck", lambda mods: BottleneckFusion(mods, D, 2, num_heads=2, dropout=0)),
+    FuserCase("bottleneck_from_1", lambda mods: BottleneckFusion(mods, D, 2, 3, fusion_layer=1, dropout=0)),
+    FuserCase("perceiver", lambda mods: PerceiverFusion(mods, D, num_latents=3, num_heads=2, dropout=0)),
+    FuserCase("low_rank", lambda mods: LowRankFusion(mods, d_model=D, rank=3, dropout=0)),
+    FuserCase("film", lambda mods: FiLMFusion(mods, d_model=D, conditioning="text", num_blocks=2, dropout=0)),
 ]
 
 

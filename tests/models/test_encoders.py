@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from mmfuse.models.encoders import AudioCNN, ImageCNN, TextRNN, TextTransformer
+from mmfuse.models.encoders import AudioCNN, AudioTransformer, ImageCNN, ImageViT, TextRNN, TextTransformer
 
 D = 8
 VOCAB = 20
@@ -107,3 +107,30 @@ def test_audio_cnn_frames_are_tokens_and_wrong_mels_raise() -> None:
     assert out.tokens.shape == (2, 9, D) and torch.equal(out.mask, mask) and encoder.n_mels == 5
     with pytest.raises(ValueError, match="input_features"):
         encoder(torch.randn(2, 9, 4), mask)
+
+
+def test_image_vit_patch_grid_and_size_errors() -> None:
+    encoder = ImageViT(in_channels=1, d_model=D, patch_size=4, num_layers=1, num_heads=2).eval()
+    out = encoder(torch.randn(2, 1, 16, 12))
+    assert out.tokens.shape == (2, 4 * 3, D) and out.mask.all()
+    # a constant image still gives distinct tokens: the 2D positions tell patches apart
+    flat = encoder(torch.zeros(1, 1, 16, 12)).tokens[0]
+    assert torch.cdist(flat, flat).add(torch.eye(12)).min() > 1e-3
+    with pytest.raises(ValueError, match="patch_size=4"):
+        encoder(torch.randn(2, 1, 16, 10))
+    with pytest.raises(ValueError, match="pixel_values"):
+        encoder(torch.randn(2, 3, 16, 12))
+
+
+def test_audio_transformer_patches_are_time_major_and_partial_patches_real() -> None:
+    encoder = AudioTransformer(n_mels=6, d_model=D, patch_frames=4, patch_mels=3, num_layers=1, num_heads=2)
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 5])[:, None]  # row 1: frame 4 alone in patch 1
+    out = encoder.eval()(torch.randn(2, 9, 6), mask)
+    # ceil(9 / 4) = 3 time steps x 6 / 3 = 2 bands, time-major: [t0b0, t0b1, t1b0, t1b1, t2b0, t2b1]
+    assert out.tokens.shape == (2, 6, D)
+    assert out.mask.tolist() == [[True] * 6, [True] * 4 + [False] * 2]
+    assert encoder.n_mels == 6 and encoder.input_kind == "log_mel"
+    with pytest.raises(ValueError, match="input_features"):
+        encoder(torch.randn(2, 9, 5), mask)
+    with pytest.raises(ValueError, match="patch_mels"):
+        AudioTransformer(n_mels=6, patch_mels=4)
