@@ -92,7 +92,8 @@ class BottleneckFusion(Fuser):
         z_mask = torch.ones(B, N, dtype=torch.bool, device=first.device)
         layers = {m: cast(nn.ModuleList, self.layers[m]) for m in self.modalities}
         anyone = torch.stack([present[m].bool() for m in self.modalities], dim=1).any(dim=1)  # (B,)
-        history: list[dict[str, Tensor]] = []  # per fusion layer: m -> (B, H, T_m + N_b, T_m + N_b)
+        # the last two fusion layers' weights, m -> (B, H, T_m + N_b, T_m + N_b): what the maps need
+        history: list[dict[str, Tensor]] = []
         for i in range(len(layers[self.modalities[0]])):
             if i < self.fusion_layer:
                 for m in self.modalities:
@@ -107,11 +108,11 @@ class BottleneckFusion(Fuser):
                 x[m], written[m] = seq[:, :T], seq[:, T:]
             # the shared tokens: each present modality's update, averaged; unchanged if none is present
             z = torch.where(anyone[:, None, None], mean_over_present(written, present, self.modalities), z)
-            history.append(weights)
+            history = [*history[-1:], weights]
         per_modality = {m: masked_mean(x[m], inputs[m].mask) for m in self.modalities}
         fused = mean_over_present(per_modality, present, self.modalities)  # (B, D)
         pooled = self.proj(torch.cat([fused, z.mean(dim=1)], dim=-1))  # (B, D)
-        attention = self._two_hop(history, present, N) if len(history) >= 2 else {}
+        attention = self._two_hop(history, present, N) if len(history) == 2 else {}
         return FusionOutput(pooled=pooled, per_modality=per_modality, attention=attention)
 
     def _two_hop(
