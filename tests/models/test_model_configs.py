@@ -1,5 +1,6 @@
-"""Every shipped fuser config builds its fuser for the quickstart's modalities, and one training step
-through it gives finite outputs and gradients (the CLI parses them in tests/test_cli.py)."""
+"""The shipped fuser and encoder configs work on top of the quickstart: every fuser builds for its
+modalities and trains a step; every encoder config keeps the quickstart's modalities (a later config
+replaces the `model.encoders` dict whole). The CLI parses them all in tests/test_cli.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mmfuse.types import EncoderOutput
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "fusion").glob("*.yaml"))
+ENCODER_CONFIGS = sorted((ROOT / "configs" / "encoders").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -38,3 +40,13 @@ def test_fusion_config_builds_and_trains_a_step(path: Path) -> None:
         out.pooled.square().mean().backward()
         assert all(torch.isfinite(p.grad).all() for p in fuser.parameters() if p.grad is not None)
         optimizer.step()
+
+
+@pytest.mark.parametrize("path", ENCODER_CONFIGS, ids=lambda p: p.stem)
+def test_encoder_config_swaps_one_encoder_and_keeps_the_quickstart_modalities(path: Path) -> None:
+    quickstart = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    data = quickstart["data"]["init_args"]["modalities"]
+    before = quickstart["model"]["encoders"]
+    after = yaml.safe_load(path.read_text())["model"]["encoders"]
+    assert sorted(after) == sorted(data)
+    assert sum(after[m] != before[m] for m in data) == 1  # one encoder swapped, the others as they were
