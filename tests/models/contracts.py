@@ -52,12 +52,28 @@ class EncoderCase:
             ``lengths[b]`` steps, garbage after; the real steps must not depend on ``L``.
             Non-sequence inputs (images, feature vectors) ignore ``lengths`` and ``L``.
         padded: whether the inputs have a padding axis (dim 1) the padding checks can use.
+        sized: whether ``inputs`` gives row ``b`` ``lengths[b]`` real steps (or nodes) even without
+            a padding axis (graphs); ``None``: as ``padded``. Enables the empty-row check.
+        requires: a module the encoder needs (an optional extra); the checks skip without it.
     """
 
     id: str
     make: Callable[[], nn.Module]
     inputs: InputBuilder
     padded: bool = True
+    sized: bool | None = None
+    requires: str = ""
+
+    def build(self) -> nn.Module:
+        """The encoder, seeded: every call gives the same weights."""
+        if self.requires:
+            pytest.importorskip(self.requires)
+        torch.manual_seed(0)
+        return self.make()
+
+    @property
+    def has_lengths(self) -> bool:
+        return self.padded if self.sized is None else self.sized
 
 
 def _row_mask(lengths: Sequence[int], L: int) -> Tensor:
@@ -98,6 +114,29 @@ def image_inputs(channels: int, height: int, width: int) -> InputBuilder:
     return build
 
 
+def graph_inputs(features: int) -> InputBuilder:
+    """A PyG-style batch of random graphs, ``lengths[b]`` nodes each (0: a missing graph); ``L`` unused."""
+
+    def build(lengths: Sequence[int], L: int) -> dict[str, Tensor]:
+        g = torch.Generator().manual_seed(0)
+        counts = torch.tensor(list(lengths))
+        starts = torch.cumsum(counts, 0) - counts  # (B,) first node of each graph
+        edges = [  # (2, 2n) random edges inside each non-empty graph
+            int(s) + torch.randint(0, int(n), (2, 2 * int(n)), generator=g)
+            for s, n in zip(starts, counts, strict=True)
+            if n > 0
+        ]
+        edge_index = torch.cat(edges, dim=1) if edges else torch.zeros(2, 0, dtype=torch.long)
+        return {
+            "x": torch.randn(int(counts.sum()), features, generator=g),
+            "edge_index": torch.cat([edge_index, edge_index.flip(0)], dim=1),  # undirected
+            "batch": torch.repeat_interleave(torch.arange(len(lengths)), counts),
+            "node_counts": counts,
+        }
+
+    return build
+
+
 def vector_inputs(features: int) -> InputBuilder:
     """Random feature vectors ``(B, F)``; no padding axis."""
 
@@ -108,15 +147,13 @@ def vector_inputs(features: int) -> InputBuilder:
 
 
 def _encode(case: EncoderCase, lengths: Sequence[int], L: int, train: bool = False) -> EncoderOutput:
-    torch.manual_seed(0)
-    encoder = case.make().train(train)
+    encoder = case.build().train(train)
     return encoder(**case.inputs(lengths, L))
 
 
 def encoder_shapes_and_mask(case: EncoderCase) -> None:
     """tokens ``(B, T, D)``, mask ``(B, T)`` bool, True = real, masked tokens zero, finite."""
-    torch.manual_seed(0)
-    encoder = case.make().eval()
+    encoder = case.build().eval()
     lengths = [6, 3, 1]
     out = encoder(**case.inputs(lengths, 6))
     assert isinstance(out, EncoderOutput)
@@ -126,7 +163,7 @@ def encoder_shapes_and_mask(case: EncoderCase) -> None:
     assert torch.all(out.tokens[~out.mask] == 0), "masked tokens must be exactly zero"
     real = out.mask.sum(dim=1)  # (B,)
     assert torch.all(real > 0), "every row with real inputs has a real token"
-    if case.padded:  # fewer real steps: no more real tokens, and some padding somewhere
+    if case.has_lengths:  # fewer real steps: no more real tokens, and some padding somewhere
         assert torch.all(real[:-1] >= real[1:]) and real[-1] < T
 
 
@@ -140,8 +177,7 @@ def encoder_padding_invariance(case: EncoderCase) -> None:
     T = short.tokens.shape[1]
     assert torch.equal(long.mask[:, :T], short.mask) and not long.mask[:, T:].any()
     assert torch.allclose(long.tokens[:, :T][short.mask], short.tokens[short.mask], atol=1e-5)
-    torch.manual_seed(0)
-    encoder = case.make().eval()
+    encoder = case.build().eval()
     alone = encoder(**{k: v[1:, : lengths[1]] for k, v in case.inputs(lengths, 6).items()})
     t = alone.tokens.shape[1]
     assert torch.equal(short.mask[1, :t], alone.mask[0]) and not short.mask[1, t:].any()
@@ -150,10 +186,9 @@ def encoder_padding_invariance(case: EncoderCase) -> None:
 
 def encoder_empty_row_is_finite(case: EncoderCase) -> None:
     """A row with no real step (a missing modality): no real token, zeros, finite gradients."""
-    if not case.padded:
-        pytest.skip("no padding axis")
-    torch.manual_seed(0)
-    encoder = case.make().train()
+    if not case.has_lengths:
+        pytest.skip("inputs without lengths")
+    encoder = case.build().train()
     out = encoder(**case.inputs([4, 0], 4))
     assert torch.isfinite(out.tokens).all() and out.mask[0].any() and not out.mask[1].any()
     assert torch.all(out.tokens[1] == 0)
@@ -163,8 +198,7 @@ def encoder_empty_row_is_finite(case: EncoderCase) -> None:
 
 def encoder_gradient_reaches_every_parameter(case: EncoderCase) -> None:
     """Every parameter gets a nonzero gradient (a random readout: a plain sum is blind behind a LayerNorm)."""
-    torch.manual_seed(0)
-    encoder = case.make().train()
+    encoder = case.build().train()
     out = encoder(**case.inputs([6, 3], 6))
     (out.tokens * torch.randn_like(out.tokens)).sum().backward()
     for name, p in encoder.named_parameters():

@@ -9,7 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
-from mmfuse.models.encoders import AudioCNN, AudioTransformer, ImageCNN, ImageViT, TextRNN, TextTransformer
+from mmfuse.models.encoders import (
+    AudioCNN,
+    AudioTransformer,
+    GraphEncoder,
+    ImageCNN,
+    ImageViT,
+    TextRNN,
+    TextTransformer,
+)
 from mmfuse.models.encoders.tabular_mlp import TabularMLP
 from mmfuse.models.fusion import (
     BottleneckFusion,
@@ -28,6 +36,7 @@ from tests.models.contracts import (
     D,
     EncoderCase,
     FuserCase,
+    graph_inputs,
     image_inputs,
     log_mel_inputs,
     text_inputs,
@@ -35,6 +44,7 @@ from tests.models.contracts import (
 )
 
 V = 20  # vocabulary of the text cases
+PYG = "torch_geometric"  # the graph extra: graph cases are skipped without it
 
 ENCODERS = [
     EncoderCase("image_cnn", lambda: ImageCNN(3, D, channels=[4, 6]), image_inputs(3, 8, 8), padded=False),
@@ -47,6 +57,8 @@ ENCODERS = [
         "image_vit", lambda: ImageViT(3, D, patch_size=4, num_heads=2), image_inputs(3, 8, 12), padded=False
     ),
     EncoderCase("audio_transformer", lambda: AudioTransformer(6, D, 2, 3, num_heads=2), log_mel_inputs(6)),
+    EncoderCase("graph_gcn", lambda: GraphEncoder(3, D, hidden=8), graph_inputs(3), False, True, PYG),
+    EncoderCase("graph_gat", lambda: GraphEncoder(3, D, "gat", heads=2), graph_inputs(3), False, True, PYG),
     EncoderCase("tabular_mlp", lambda: TabularMLP(4, d_model=D, hidden=6), vector_inputs(4), padded=False),
 ]
 
