@@ -18,7 +18,7 @@ import torch
 
 from mmfuse.data import ManifestSource, MultimodalDataModule
 from mmfuse.main import main
-from mmfuse.models.masking import drop_modalities
+from mmfuse.models.modality_dropout import drop_modalities
 from mmfuse.types import Batch
 from tests.conftest import quickstart_args
 from tests.data.messy import modalities, tiny_module

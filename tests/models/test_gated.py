@@ -1,8 +1,6 @@
-"""GatedFusion: shapes, absent modalities get weight 0 and change nothing, finite everywhere, gradients."""
+"""GatedFusion beyond the shared contract: an absent modality gets weight 0, as if the fuser never had it."""
 
 from __future__ import annotations
-
-import itertools
 
 import torch
 
@@ -28,14 +26,7 @@ def _fuser() -> GatedFusion:
     return GatedFusion(["text", "image", "audio"], d_model=D, hidden=16, dropout=0.0).eval()
 
 
-def test_shapes_and_per_modality_pooling() -> None:
-    out = _fuser()(_encoded(3), {m: torch.ones(3, dtype=torch.bool) for m in LENGTHS})
-    assert out.pooled.shape == (3, D) and out.attention == {}
-    assert sorted(out.per_modality) == ["audio", "image", "text"]
-    assert all(v.shape == (3, D) for v in out.per_modality.values())
-
-
-def test_absent_modality_cannot_influence_anything() -> None:
+def test_absent_modality_is_as_if_the_fuser_never_had_it() -> None:
     fuser, encoded = _fuser(), _encoded(4)
     present = {m: torch.ones(4, dtype=torch.bool) for m in LENGTHS}
     present["image"] = torch.tensor([True, False, True, False])
@@ -52,17 +43,3 @@ def test_absent_modality_cannot_influence_anything() -> None:
     two.load_state_dict(fuser.state_dict())
     expected = two(alone, {m: present[m] for m in alone}).pooled
     assert torch.allclose(after[~present["image"]], expected[~present["image"]], atol=1e-6)
-
-
-def test_every_presence_pattern_is_finite() -> None:
-    fuser, encoded = _fuser(), _encoded(8)
-    for pattern in itertools.product([False, True], repeat=3):
-        present = {m: torch.full((8,), p) for m, p in zip(sorted(LENGTHS), pattern, strict=True)}
-        assert torch.isfinite(fuser(encoded, present).pooled).all(), pattern
-
-
-def test_gradient_reaches_every_parameter() -> None:
-    fuser = _fuser().train()
-    fuser(_encoded(4), {m: torch.ones(4, dtype=torch.bool) for m in LENGTHS}).pooled.sum().backward()
-    for name, p in fuser.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -19,6 +19,7 @@ from mmfuse.models.encoders.hf_audio import HFAudioEncoder
 from mmfuse.models.encoders.hf_common import HFEncoderBase, other_parameters, pretrained_parameters
 from mmfuse.models.encoders.hf_image import HFImageEncoder
 from mmfuse.models.encoders.hf_text import HFTextEncoder
+from mmfuse.models.masking import masked_mean
 
 transformers = pytest.importorskip("transformers")
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
@@ -201,7 +202,8 @@ def test_minilm_paraphrase_is_closer_than_an_unrelated_sentence() -> None:
     )
     mask = batch["attention_mask"].bool()
     with torch.no_grad():
-        pooled = enc.encode_pooled(batch["input_ids"], mask)  # (3, 384)
+        # sentence-transformers' pooling: the mean of the backbone's states over real tokens
+        pooled = masked_mean(enc.backbone_states(batch["input_ids"], mask), mask)  # (3, 384)
         tokens, out_mask = enc(batch["input_ids"], mask)
     assert tokens.shape == (3, mask.shape[1], 16) and torch.equal(out_mask, mask)
     cos = torch.nn.functional.cosine_similarity

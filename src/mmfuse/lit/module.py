@@ -20,7 +20,7 @@ from mmfuse.lit.schedules import Interval, lr_scheduler_config
 from mmfuse.lit.skipped_rows import report_skipped_rows
 from mmfuse.lit.task_metrics import RegressionLoss, TaskLoss, check_tasks, predictions, task_loss
 from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.masking import drop_modalities
+from mmfuse.models.modality_dropout import drop_modalities
 from mmfuse.models.multimodal import ModelOutput, MultimodalModel
 from mmfuse.types import Batch
 

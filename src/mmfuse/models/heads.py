@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-class ClassificationHead(nn.Module):
+class TaskHead(nn.Module):
     """A linear layer, or a one-hidden-layer MLP, from features to one task's outputs: class or label
     logits, or a regression value (``num_classes=1``).
 

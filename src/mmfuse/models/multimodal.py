@@ -8,7 +8,7 @@ from typing import NamedTuple, cast
 from torch import Tensor, nn
 
 from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.heads import ClassificationHead
+from mmfuse.models.heads import TaskHead
 from mmfuse.models.masking import masked_mean
 from mmfuse.types import EncoderOutput, FusionOutput
 
@@ -55,8 +55,8 @@ class MultimodalModel(nn.Module):
         self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
         self.fusion = fusion
 
-        def head(width: int) -> ClassificationHead:
-            return ClassificationHead(fusion.out_dim, width, head_hidden, head_dropout)
+        def head(width: int) -> TaskHead:
+            return TaskHead(fusion.out_dim, width, head_hidden, head_dropout)
 
         # task order is the data's (dict order), not sorted: it is the order of every report
         heads: dict[str, nn.Module] = {}

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from mmfuse.models.masking import sinusoidal_positions, zero_masked
+from mmfuse.models.masking import zero_masked
+from mmfuse.models.positions import sinusoidal_positions
 from mmfuse.types import EncoderOutput
 
 

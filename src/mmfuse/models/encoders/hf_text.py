@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mmfuse.models.encoders.hf_common import HFEncoderBase, backbone_width
-from mmfuse.models.masking import ensure_one_key, masked_mean, zero_masked
+from mmfuse.models.masking import ensure_one_key, zero_masked
 from mmfuse.types import EncoderOutput
 
 
@@ -64,18 +64,6 @@ class HFTextEncoder(HFEncoderBase):
         # a row with no real token attends to position 0 (finite garbage), zeroed below
         out = self.backbone(input_ids=input_ids, attention_mask=ensure_one_key(mask).long())
         return zero_masked(out.last_hidden_state, mask)
-
-    def encode_pooled(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Mean of the backbone's states over real tokens (sentence-transformers' pooling).
-
-        Args:
-            input_ids: ``(B, L)`` long token ids.
-            attention_mask: ``(B, L)`` bool, True = real token.
-
-        Returns:
-            ``(B, backbone_dim)`` sentence embeddings (zeros for a row with no real token).
-        """
-        return masked_mean(self.backbone_states(input_ids, attention_mask), attention_mask.bool())
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> EncoderOutput:
         """Encode a batch of padded token id sequences.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from mmfuse.models.masking import sinusoidal_positions_2d
+from mmfuse.models.positions import sinusoidal_positions_2d
 from mmfuse.types import EncoderOutput
 
 

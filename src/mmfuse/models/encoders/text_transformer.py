@@ -6,7 +6,8 @@ import math
 
 from torch import Tensor, nn
 
-from mmfuse.models.masking import ensure_one_key, key_padding_mask, sinusoidal_positions, zero_masked
+from mmfuse.models.masking import ensure_one_key, key_padding_mask, zero_masked
+from mmfuse.models.positions import sinusoidal_positions
 from mmfuse.types import EncoderOutput
 
 

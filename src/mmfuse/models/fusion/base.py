@@ -1,13 +1,14 @@
-"""What every fuser shares: the modality list, input validation, and presence-aware masks."""
+"""What every fuser shares: the modality list, input validation, presence-aware masks and pooling."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
-from mmfuse.models.masking import zero_masked
+from mmfuse.models.masking import masked_mean, zero_masked
 from mmfuse.types import EncoderOutput, FusionOutput
 
 
@@ -81,6 +82,17 @@ class Fuser(nn.Module):
             out[m] = EncoderOutput(tokens=zero_masked(tokens, eff), mask=eff)
         return out
 
+    def pool_each(self, inputs: Mapping[str, EncoderOutput]) -> dict[str, Tensor]:
+        """Each modality's masked mean over its real tokens, in sorted order.
+
+        Args:
+            inputs: modality -> EncoderOutput, as :meth:`effective_inputs` returns it.
+
+        Returns:
+            modality -> ``(B, D)``; zeros where the modality is absent or has no real token.
+        """
+        return {m: masked_mean(inputs[m].tokens, inputs[m].mask) for m in self.modalities}
+
     def forward(self, encoded: Mapping[str, EncoderOutput], present: Mapping[str, Tensor]) -> FusionOutput:
         """Fuse the encoded modalities; see the subclass."""
         raise NotImplementedError
@@ -88,3 +100,21 @@ class Fuser(nn.Module):
     def combine(self, logits: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         """Decision-level fusers (``decision_level = True``) merge per-modality logits ``(B, K)`` here."""
         raise NotImplementedError(f"{type(self).__name__} fuses features, not logits: read `pooled`")
+
+
+def mean_over_present(
+    values: Mapping[str, Tensor], present: Mapping[str, Tensor], order: list[str]
+) -> Tensor:
+    """``(B, ...)`` mean of ``values[m]`` over the modalities present in each row; zeros where none is.
+
+    Args:
+        values: modality -> ``(B, ...)`` per-modality values (features or logits).
+        present: modality -> ``(B,)`` bool.
+        order: the modalities to average, in a fixed order.
+    """
+    stacked = torch.stack([values[m] for m in order], dim=1)  # (B, n, ...)
+    weight = torch.stack([present[m].bool() for m in order], dim=1).to(stacked.dtype)  # (B, n)
+    weight = weight.reshape(*weight.shape, *([1] * (stacked.dim() - 2)))  # (B, n, 1, ...)
+    # where, not multiply: an absent modality's head may still emit inf/NaN on placeholder input
+    summed = torch.where(weight > 0, stacked, torch.zeros_like(stacked)).sum(dim=1)
+    return summed / weight.sum(dim=1).clamp(min=1)

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.masking import masked_mean
 from mmfuse.types import EncoderOutput, FusionOutput
 
 
@@ -48,7 +47,7 @@ class ConcatFusion(Fuser):
             FusionOutput with pooled ``(B, D)``, per_modality ``m -> (B, D)``, attention ``{}``.
         """
         inputs = self.effective_inputs(encoded, present)
-        per_modality = {m: masked_mean(out.tokens, out.mask) for m, out in inputs.items()}
+        per_modality = self.pool_each(inputs)
         ref = per_modality[self.modalities[0]]
         flags = torch.stack([present[m].to(ref.dtype) for m in self.modalities], dim=-1)  # (B, n)
         features = torch.cat([*(per_modality[m] for m in self.modalities), flags], dim=-1)  # (B, n*D + n)

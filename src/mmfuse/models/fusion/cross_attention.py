@@ -9,49 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.masking import ensure_one_key, key_padding_mask, masked_mean
+from mmfuse.models.fusion.blocks import AttentionBlock
+from mmfuse.models.masking import masked_mean
 from mmfuse.types import EncoderOutput, FusionOutput
-
-
-class _AttentionBlock(nn.Module):
-    """Post-norm block: queries attend to masked keys, residual + LayerNorm, then feed-forward.
-
-    A row with no valid key gets a zero attention update (and all-zero weights) instead of NaN.
-    """
-
-    def __init__(self, d_model: int, num_heads: int, ff_mult: int, dropout: float) -> None:
-        super().__init__()
-        self.attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(
-            nn.Linear(d_model, ff_mult * d_model),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(ff_mult * d_model, d_model),
-        )
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor, kv: Tensor, kv_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``x (B, T_q, D)`` attends to ``kv (B, T_k, D)`` where ``kv_mask (B, T_k)``.
-
-        Returns the new ``x (B, T_q, D)`` and attention weights ``(B, H, T_q, T_k)``.
-        """
-        has_key = kv_mask.any(dim=-1)  # (B,)
-        update, weights = self.attn(
-            x,
-            kv,
-            kv,
-            key_padding_mask=key_padding_mask(ensure_one_key(kv_mask)),
-            need_weights=True,
-            average_attn_weights=False,
-        )  # (B, T_q, D), (B, H, T_q, T_k)
-        # rows that attended only to the guard key: drop what they read
-        update = torch.where(has_key[:, None, None], update, torch.zeros_like(update))
-        weights = torch.where(has_key[:, None, None, None], weights, torch.zeros_like(weights))
-        x = self.norm1(x + self.dropout(update))
-        x = self.norm2(x + self.dropout(self.ff(x)))
-        return x, weights
 
 
 class CrossModalAttentionFusion(Fuser):
@@ -95,8 +55,8 @@ class CrossModalAttentionFusion(Fuser):
         self.type_embed = nn.Parameter(torch.randn(n, d_model) * 0.02)  # (n, D)
         cross_layers = num_layers if n > 1 else 0
 
-        def block() -> _AttentionBlock:
-            return _AttentionBlock(d_model, num_heads, ff_mult, dropout)
+        def block() -> AttentionBlock:
+            return AttentionBlock(d_model, num_heads, ff_mult, dropout)
 
         self.cross = nn.ModuleDict(
             {m: nn.ModuleList(block() for _ in range(cross_layers)) for m in self.modalities}

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.masking import masked_mean
 from mmfuse.types import EncoderOutput, FusionOutput
 
 
@@ -45,7 +44,7 @@ class GatedFusion(Fuser):
             FusionOutput with pooled ``(B, D)``, per_modality ``m -> (B, D)``, attention ``{}``.
         """
         inputs = self.effective_inputs(encoded, present)
-        per_modality = {m: masked_mean(out.tokens, out.mask) for m, out in inputs.items()}
+        per_modality = self.pool_each(inputs)
         pooled = torch.stack([per_modality[m] for m in self.modalities], dim=1)  # (B, M, D)
         here = torch.stack([present[m].bool() for m in self.modalities], dim=1)  # (B, M)
         scores = self.gate(pooled).squeeze(-1).masked_fill(~here, float("-inf"))  # (B, M)

@@ -5,24 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
-from mmfuse.models.fusion.base import Fuser
-from mmfuse.models.masking import masked_mean
+from mmfuse.models.fusion.base import Fuser, mean_over_present
 from mmfuse.types import EncoderOutput, FusionOutput
-
-
-def _mean_over_present(
-    values: Mapping[str, Tensor], present: Mapping[str, Tensor], order: list[str]
-) -> Tensor:
-    """``(B, ...)`` mean of ``values[m]`` over the modalities present in each row; zeros where none is."""
-    stacked = torch.stack([values[m] for m in order], dim=1)  # (B, n, ...)
-    weight = torch.stack([present[m].bool() for m in order], dim=1).to(stacked.dtype)  # (B, n)
-    weight = weight.reshape(*weight.shape, *([1] * (stacked.dim() - 2)))  # (B, n, 1, ...)
-    # where, not multiply: an absent modality's head may still emit inf/NaN on placeholder input
-    summed = torch.where(weight > 0, stacked, torch.zeros_like(stacked)).sum(dim=1)
-    return summed / weight.sum(dim=1).clamp(min=1)
 
 
 class LateFusion(Fuser):
@@ -54,8 +40,8 @@ class LateFusion(Fuser):
             FusionOutput with pooled ``(B, D)``, per_modality ``m -> (B, D)``, attention ``{}``.
         """
         inputs = self.effective_inputs(encoded, present)
-        per_modality = {m: masked_mean(out.tokens, out.mask) for m, out in inputs.items()}
-        pooled = _mean_over_present(per_modality, present, self.modalities)
+        per_modality = self.pool_each(inputs)
+        pooled = mean_over_present(per_modality, present, self.modalities)
         return FusionOutput(pooled=pooled, per_modality=per_modality, attention={})
 
     def combine(self, logits: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
@@ -70,4 +56,4 @@ class LateFusion(Fuser):
         """
         self.check_keys(logits, "`logits`")
         self.check_keys(present, "`present`")
-        return _mean_over_present(logits, present, self.modalities)
+        return mean_over_present(logits, present, self.modalities)
