@@ -114,7 +114,6 @@ class ShardSource(ManifestSource):
         if not given:
             raise ValueError("ShardSource needs the shards of at least one split (train, val or test)")
         super().__init__(path=given[0], target=target, classes=classes, tasks=tasks)
-        self.patterns = patterns
         self.train, self.val, self.test = train, val, test
         self.members = dict(DEFAULT_MEMBERS if members is None else members)
         self.text_members = ["txt"] if text_members is None else list(text_members)
@@ -141,7 +140,7 @@ class ShardSource(ManifestSource):
             problems.append(error)
 
         for split in SPLITS:
-            pattern = self.patterns[split]
+            pattern = {"train": self.train, "val": self.val, "test": self.test}[split]
             for url in expand(pattern) if pattern else []:
                 try:
                     for sample, contents in scan(url, small):
@@ -170,6 +169,8 @@ class ShardSource(ManifestSource):
                         if not reasons:
                             seen[row.id] = row
                             rows.append(row)
+                except DataError:
+                    raise  # a sample's problem, raised by report() without a problems list
                 except (OSError, tarfile.TarError, ValueError) as e:
                     report(DataError(f"cannot read the shard: {e}", file=url, split=split))
         names = list(columns)
