@@ -20,6 +20,7 @@ from mmfuse.data.manifest.errors import DataError
 from mmfuse.data.problems import check
 from mmfuse.data.sources.shards import ShardSource
 from mmfuse.types import Batch
+from tests.loopback import serve
 
 
 def write_shard(path: Path, samples: list[dict[str, bytes]]) -> Path:
@@ -210,3 +211,20 @@ def test_pack_names_the_row_of_a_missing_file(small_manifest: Path, tmp_path: Pa
 def test_a_shard_source_needs_a_split() -> None:
     with pytest.raises(ValueError, match="at least one split"):
         ShardSource()
+
+
+def _pixels(rows: list) -> list[torch.Tensor]:
+    image = ImageDataModule(size=12)
+    return [image.load_bytes(*row.read("image"), train=False)["pixel_values"] for row in rows]
+
+
+def test_shards_over_http_read_as_local_ones(img2dataset: Path) -> None:
+    local = ShardSource(train=f"{img2dataset}/train-{{000..001}}.tar", val=f"{img2dataset}/val-000.tar")
+    expected = local.load().rows
+    with serve(img2dataset) as server:
+        remote = ShardSource(train=f"{server.url}/train-{{000..001}}.tar", val=f"{server.url}/val-000.tar")
+        rows = remote.load().rows
+        pixels = _pixels(rows)  # each member by a ranged GET
+    assert [(r.id, r.cells) for r in rows] == [(r.id, r.cells) for r in expected]
+    assert all(torch.equal(a, b) for a, b in zip(pixels, _pixels(expected), strict=True))
+    assert rows[0].shard.startswith("http://127.0.0.1")  # type: ignore[attr-defined]
