@@ -228,3 +228,28 @@ def test_shards_over_http_read_as_local_ones(img2dataset: Path) -> None:
     assert [(r.id, r.cells) for r in rows] == [(r.id, r.cells) for r in expected]
     assert all(torch.equal(a, b) for a, b in zip(pixels, _pixels(expected), strict=True))
     assert rows[0].shard.startswith("http://127.0.0.1")  # type: ignore[attr-defined]
+
+
+def test_skip_mode_on_shards_counts_every_sample_and_lists_the_skipped_keys(
+    img2dataset: Path, tmp_path: Path
+) -> None:
+    broken = sample("0007", "cat")
+    broken["jpg"] = b"not an image"
+    bad_json = sample("0008", "dog")
+    bad_json["json"] = b"[1, 2]"
+    write_shard(img2dataset / "train-002.tar", [broken, sample("0010", "dog", seed=10), bad_json])
+    source = ShardSource(
+        train=f"{img2dataset}/train-{{000..002}}.tar",
+        val=f"{img2dataset}/val-000.tar",
+        test=f"{img2dataset}/test-000.tar",
+    )
+    data = MultimodalDataModule(source, {"image": ImageDataModule(size=12)}, on_bad_sample="skip")
+    data.setup("fit")
+    assert data.selection.accounting()["train"] == {"rows": 8, "used": 6, "skipped": 2}
+    used = sorted(i for batch in data.train_dataloader() for i in batch.ids)
+    assert used == ["0000", "0001", "0002", "0003", "0004", "0010"]
+    path = data.selection.write_csv(tmp_path / "skipped.csv")
+    with path.open() as f:
+        listed = {(r["id"], r["file"]) for r in csv.DictReader(f)}
+    shard = f"{img2dataset}/train-002.tar"
+    assert listed == {("0007", f"{shard}:0007.jpg"), ("0008", f"{shard}:0008.json")}
