@@ -34,10 +34,9 @@ class Member:
 
 @dataclass
 class ShardSample:
-    """One sample of a shard: its key, its members by extension, and its 1-based position in the shard."""
+    """One sample of a shard: its key and its members by extension."""
 
     key: str
-    position: int
     members: dict[str, Member]
 
 
@@ -90,7 +89,7 @@ def scan(url: str, small: set[str]) -> Iterator[tuple[ShardSample, dict[str, byt
                         "samples): write each sample's members together, as WebDataset expects"
                     )
                 seen.add(key)
-                current, small_bytes = ShardSample(key, len(seen), {}), {}
+                current, small_bytes = ShardSample(key, {}), {}
             current.members[extension] = Member(info.name, info.offset_data, info.size)
             if extension in small:
                 handle = tar.extractfile(info)
