@@ -115,6 +115,7 @@ def compare(n: int, model: float | None = None) -> None:
                 first, rate = timed(data, workers)
                 opened = f"{2 * train}" if source is manifest else f"<= {train_shards * max(workers, 1)}"
                 rows.append((name, workers, index, first, rate, opened))
+                print(f"  {name}, {workers} workers: {rate:.0f} samples/s", flush=True)  # the table is last
         port = _free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)],
