@@ -2,6 +2,7 @@
 
     python benchmarks/dataloader.py                 # the quickstart data and model
     python benchmarks/dataloader.py --rows 100000   # also check-data on a 100k-row manifest
+    python benchmarks/dataloader.py --shards 100000 # also per-file manifest vs WebDataset shards
 
 Prints, for the quickstart config:
 
@@ -10,7 +11,12 @@ Prints, for the quickstart config:
 - samples/s of the quickstart model's training step (forward, backward, AdamW step) on batches
   already in memory: the faster of 1 and 2 torch threads (on a busy machine 2 threads can be far
   slower than 1), so that the loader is compared with the fastest the model can consume;
-- rows/s of ``mmfuse check-data`` (decode every file of every split, 2 workers).
+- rows/s of ``mmfuse check-data`` (decode every file of every split, 2 workers);
+- with ``--shards N``: N small samples (32-px PNG, a caption, a 0.25 s WAV) read per file from a
+  manifest and from WebDataset shards (``mmfuse pack``), 0/1/2 workers side by side: time to the
+  first batch, samples/s over one epoch and the files opened; then the same shards streamed from a
+  loopback HTTP server (``python -m http.server`` on 127.0.0.1, read through fsspec's
+  ``simplecache::``, since that server answers no byte ranges). See benchmarks/shards.py.
 
 Run it when the machine is otherwise idle: the figures are wall-clock rates (``--repeat N`` keeps
 the best of N measurements of each, which filters out other jobs' interference).
@@ -82,6 +88,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=0, help="also time check-data on a manifest this long")
+    parser.add_argument("--shards", type=int, default=0, help="also compare manifest and shards on N samples")
     parser.add_argument(
         "--repeat", type=int, default=1, help="measure N times, keep each figure's best (a shared machine)"
     )
@@ -127,6 +134,10 @@ def main() -> None:
         rate = report.total_rows / report.seconds
         n, seconds = report.total_rows, report.seconds
         print(f"| check-data, 2 workers ({n} rows) | {rate:.0f} rows/s ({seconds:.0f} s) | |")
+    if args.shards:
+        from shards import compare  # benchmarks/shards.py, beside this script
+
+        compare(args.shards, model)
 
 
 if __name__ == "__main__":

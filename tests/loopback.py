@@ -1,9 +1,11 @@
-"""For tests of remote checkpoints: a static file server on 127.0.0.1 (bounded, shut down on exit),
+"""For tests of remote files: a static file server on 127.0.0.1 (bounded, shut down on exit, byte ranges),
 and a checkpoint that would run code if it were fully unpickled."""
 
 from __future__ import annotations
 
 import functools
+import io
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,22 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         self.server.requests.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+
+    def send_head(self) -> Any:
+        """``Range: bytes=a-b`` answered with 206 and those bytes, as object stores do (the standard
+        library's server sends the whole file)."""
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        path = Path(self.translate_path(self.path))
+        if wanted is None or not path.is_file():
+            return super().send_head()
+        data = path.read_bytes()
+        start = int(wanted.group(1))
+        end = min(int(wanted.group(2) or len(data) - 1), len(data) - 1)
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        return io.BytesIO(data[start : end + 1])
 
 
 class LoopbackServer(ThreadingHTTPServer):

@@ -1,6 +1,6 @@
 """Run by tests/lit/test_resume.py in a subprocess: a small fit that may SIGKILL itself mid-epoch.
 
-python resume_script.py DATA_ROOT RUN_DIR OUT.pt [--kill-at STEP] [--resume]
+python resume_script.py DATA_ROOT RUN_DIR OUT.pt [--kill-at STEP] [--resume] [--shards SOURCE_YAML]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import signal
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from mmfuse.data import (
@@ -21,6 +22,7 @@ from mmfuse.data import (
     TextDataModule,
 )
 from mmfuse.data.manifest.tasks import TaskSpec
+from mmfuse.data.sources.shards import ShardSource
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.resume import AtomicCheckpointIO, RandomState
 from mmfuse.models.encoders import AudioCNN, ImageCNN, TextTransformer
@@ -44,12 +46,18 @@ def main() -> None:
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--shards", help="read the data from these shards (the source.yaml of `pack`)")
     args = parser.parse_args()
 
     pl.seed_everything(0)
     names = ["audio", "image", "text"]
+    if args.shards is None:
+        source = SyntheticSource(root=args.data_root, num_samples=160, image_size=24)
+    else:
+        with open(args.shards) as f:
+            source = ShardSource(**yaml.safe_load(f)["init_args"])
     data = MultimodalDataModule(
-        SyntheticSource(root=args.data_root, num_samples=160, image_size=24),
+        source,
         {
             "audio": AudioDataModule(sample_rate=8000, n_fft=256, hop_length=256, n_mels=16),
             "image": ImageDataModule(

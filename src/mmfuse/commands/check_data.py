@@ -39,6 +39,9 @@ large or nested too deeply, or a .pt graph with unsafe content (unless trust_pic
 splits as a whole: an empty train/val/test split, and a class learnt from the data that only val or
 test has (fit refuses both before training).
 
+On WebDataset shards (ShardSource) the same problems are reported, each located by shard, member
+and sample key (file train-000003.tar:000123.png, id '000123'), and a shard that cannot be read.
+
 Every other argument is as for `mmfuse fit` (--config FILE, --data.init_args...), so the config
 you train with is the config you check.
 """

@@ -12,6 +12,7 @@ from typing import Literal, NamedTuple
 from mmfuse.data.manifest.errors import DataError, SampleError
 from mmfuse.data.manifest.manifest import Manifest, Row
 from mmfuse.data.modalities.base import ModalityDataModule, Sample
+from mmfuse.data.sources.shards import ShardRow
 
 Status = Literal["present", "missing", "broken"]
 STATUSES: tuple[Status, ...] = ("present", "missing", "broken")
@@ -58,7 +59,14 @@ def decode_row(
     problems: list[DataError] = []
 
     def problem(reason: str, column: str | None, file: str | None = None) -> None:
-        problems.append(DataError.in_row(reason, row, file or str(manifest.path), column))
+        problems.append(
+            DataError.in_row(
+                reason,
+                row,
+                file or (row.place(column) if isinstance(row, ShardRow) else str(manifest.path)),
+                column,
+            )
+        )
 
     for name, dm in modalities.items():
         inputs[name] = None
@@ -75,7 +83,10 @@ def decode_row(
             problem(outside, dm.column, str(manifest.root / cell))
             continue
         try:
-            inputs[name] = dm.load(cell, manifest.root, train)
+            if isinstance(row, ShardRow) and dm.cell_is_path:
+                inputs[name] = dm.load_bytes(*row.read(dm.column), train)  # a member of the row's shard
+            else:
+                inputs[name] = dm.load(cell, manifest.root, train)
             status[name] = "present"
         except SampleError as e:
             status[name] = "broken"

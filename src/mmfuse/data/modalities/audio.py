@@ -3,10 +3,11 @@ or the waveform itself (for wav2vec2-style pretrained encoders)."""
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 import soundfile as sf
@@ -130,24 +131,31 @@ class AudioDataModule(ModalityDataModule):
         path = root / cell
         if not path.is_file():
             raise SampleError("file not found", file=str(path))
+        return self._decode(str(path), str(path), train)
+
+    def load_bytes(self, data: bytes, name: str, train: bool) -> Sample:
+        """Decode one audio file read from elsewhere (a shard member), as :meth:`load` decodes a file."""
+        return self._decode(io.BytesIO(data), name, train)
+
+    def _decode(self, source: str | BinaryIO, name: str, train: bool) -> Sample:
         try:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (N, channels)
+            data, rate = sf.read(source, dtype="float32", always_2d=True)  # (N, channels)
         except (sf.SoundFileError, RuntimeError, OSError, TypeError) as e:
-            raise SampleError(f"cannot decode audio: {e}", file=str(path)) from None
+            raise SampleError(f"cannot decode audio: {e}", file=name) from None
         if data.shape[0] == 0:
-            raise SampleError("empty audio", file=str(path))
+            raise SampleError("empty audio", file=name)
         mono = data.mean(axis=1)  # (N,)
         if not np.isfinite(mono).all():
-            raise SampleError("audio has non-finite samples (NaN or inf)", file=str(path))
+            raise SampleError("audio has non-finite samples (NaN or inf)", file=name)
         if not data.any():
             # a dropout in recording or a failed export, not a quiet sound: its log-mel is a constant
-            raise SampleError("audio is silent (every sample is zero)", file=str(path))
+            raise SampleError("audio is silent (every sample is zero)", file=name)
         if rate != self.sample_rate:
             if not self.resample:
                 raise SampleError(
                     f"sample rate is {rate} Hz but sample_rate={self.sample_rate} Hz "
                     "(set resample: true to convert on the fly)",
-                    file=str(path),
+                    file=name,
                 )
             mono = _resample(mono, rate, self.sample_rate)
         wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import pytorch_lightning as pl
 from torch import Tensor
 
+from mmfuse.data.manifest.errors import SampleError
 from mmfuse.data.manifest.source import ManifestSource
 
 Sample = dict[str, Tensor]
@@ -86,6 +87,21 @@ class ModalityDataModule(pl.LightningDataModule):
             SampleError: the cell cannot be decoded (missing file, corrupt file, ...).
         """
         raise NotImplementedError
+
+    def load_bytes(self, data: bytes, name: str, train: bool) -> Sample:
+        """Decode one sample's file read from elsewhere (a member of a WebDataset shard).
+
+        Modalities whose cell names a file (``cell_is_path``) implement it; the default refuses.
+
+        Args:
+            data: the file's bytes.
+            name: where they came from (``shard.tar:key.jpg``), for error messages.
+            train: True for the train split (enables augmentation).
+
+        Raises:
+            SampleError: the bytes cannot be decoded.
+        """
+        raise SampleError(f"{type(self).__name__} cannot decode a file read from a shard", file=name)
 
     def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
         """Stack samples into the encoder's keyword arguments; ``None`` = modality missing for that sample."""

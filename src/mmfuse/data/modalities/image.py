@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import numpy as np
 import torch
@@ -146,21 +147,28 @@ class ImageDataModule(ModalityDataModule):
         path = root / cell
         if not path.is_file():
             raise SampleError("file not found", file=str(path))
+        return self._decode(path, str(path), train)
+
+    def load_bytes(self, data: bytes, name: str, train: bool) -> Sample:
+        """Decode one image read from elsewhere (a shard member), as :meth:`load` decodes a file."""
+        return self._decode(io.BytesIO(data), name, train)
+
+    def _decode(self, source: Path | BinaryIO, name: str, train: bool) -> Sample:
         try:
             with warnings.catch_warnings():
                 if self.max_pixels is not None:
                     # Pillow warns about huge images in Image.open, naming no file; max_pixels
                     # reports them by row instead (without a limit, Pillow's warning is all there is)
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as img:  # lazy: the header is read, nothing decoded yet
-                    self._check_pixels(img.size, path)
+                with Image.open(source) as img:  # lazy: the header is read, nothing decoded yet
+                    self._check_pixels(img.size, name)
                     img.load()  # decode now, so that a truncated file fails here and not later
                     array = image_to_array(img, self.channels, self.size, self.alpha_background)
         except Image.DecompressionBombError as e:
-            raise SampleError(f"image too large for Pillow: {e}", file=str(path)) from None
+            raise SampleError(f"image too large for Pillow: {e}", file=name) from None
         except (OSError, SyntaxError, ValueError) as e:
             # UnidentifiedImageError is an OSError; some corrupt PNGs raise SyntaxError
-            raise SampleError(f"cannot decode image: {e}", file=str(path)) from None
+            raise SampleError(f"cannot decode image: {e}", file=name) from None
         x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (C, H, W)
         if train and self.augments:
             x = self._augment(x)
@@ -172,13 +180,13 @@ class ImageDataModule(ModalityDataModule):
         """True when any train-time augmentation is on."""
         return self.hflip or self.crop_padding > 0 or self.brightness > 0 or self.contrast > 0
 
-    def _check_pixels(self, size: tuple[int, int], path: Path) -> None:
+    def _check_pixels(self, size: tuple[int, int], name: str) -> None:
         width, height = size
         if self.max_pixels is not None and width * height > self.max_pixels:
             raise SampleError(
                 f"image is {width} x {height} = {width * height:,} pixels, more than "
                 f"max_pixels={self.max_pixels:,} (raise max_pixels to accept it)",
-                file=str(path),
+                file=name,
             )
 
     def _augment(self, x: Tensor) -> Tensor:

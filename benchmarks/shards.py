@@ -1,0 +1,164 @@
+"""Per-file manifest vs WebDataset shards: the same small samples through the same decoders.
+
+    python benchmarks/shards.py --samples 10000
+
+Writes N samples (a 32-px PNG, a caption, a 0.25 s WAV; the quickstart's modalities) as files with a
+manifest, packs them with ``mmfuse pack`` (2 workers), and times the train DataLoader on each, with
+0, 1 and 2 workers: seconds to the first batch (worker start-up and, for shards, nothing more: the
+index is built at setup, timed apart) and samples/s over one epoch. The files were just written, so
+both read from the page cache: what is compared is the cost per sample of opening files vs reading
+offsets in a few open shards, not a cold disk. Then the shards are served by ``python -m http.server``
+on 127.0.0.1 and read as ``simplecache::http://...`` (that server answers no byte ranges; fsspec
+fetches each shard once per process and reads it locally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import yaml
+from PIL import Image
+
+from mmfuse.commands.pack import pack
+from mmfuse.data import AudioDataModule, ImageDataModule, ManifestSource, MultimodalDataModule, TextDataModule
+from mmfuse.data.sources.shards import ShardSource
+
+VARIANTS = 64  # distinct images and sounds, written under N names: every file is opened on its own
+
+
+def modalities() -> dict[str, Any]:
+    """The quickstart's decoders."""
+    return {
+        "audio": AudioDataModule(sample_rate=8000, max_seconds=1.0, n_fft=256, hop_length=256, n_mels=32),
+        "image": ImageDataModule(size=32),
+        "text": TextDataModule(max_length=32, vocab_size=512),
+    }
+
+
+def write_samples(folder: Path, n: int) -> Path:
+    """N samples as files and a manifest (1% val, 1% test)."""
+    rng = np.random.default_rng(0)
+    images, sounds = [], []
+    for _ in range(VARIANTS):
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(out, format="PNG")
+        images.append(out.getvalue())
+        out = io.BytesIO()
+        sf.write(out, (0.1 * rng.standard_normal(2000)).astype(np.float32), 8000, format="WAV")
+        sounds.append(out.getvalue())
+    (folder / "media").mkdir(parents=True)
+    with (folder / "manifest.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "split", "image", "text", "audio", "label"])
+        for i in range(n):
+            (folder / "media" / f"{i}.png").write_bytes(images[i % VARIANTS])
+            (folder / "media" / f"{i}.wav").write_bytes(sounds[i % VARIANTS])
+            split = "val" if i % 100 == 1 else "test" if i % 100 == 2 else "train"
+            writer.writerow([i, split, f"media/{i}.png", f"a photo number {i % 97}", f"media/{i}.wav", i % 4])
+    return folder / "manifest.csv"
+
+
+def timed(data: MultimodalDataModule, workers: int) -> tuple[float, float]:
+    """(seconds to the first batch, samples/s over the epoch) of a fresh train DataLoader."""
+    data.num_workers, data.persistent_workers = workers, False
+    start = time.perf_counter()
+    batches = iter(data.train_dataloader())
+    n = len(next(batches))
+    first = time.perf_counter() - start
+    for batch in batches:
+        n += len(batch)
+    return first, n / (time.perf_counter() - start)
+
+
+def setup(source: ManifestSource) -> tuple[MultimodalDataModule, float]:
+    start = time.perf_counter()
+    data = MultimodalDataModule(source, modalities(), batch_size=64, seed=0)
+    data.setup("fit")
+    return data, time.perf_counter() - start
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def compare(n: int, model: float | None = None) -> None:
+    """Print the table; ``model``: the training step's samples/s, for a column "vs. the model"."""
+    with tempfile.TemporaryDirectory(prefix="mmfuse-shards-") as tmp:
+        start = time.perf_counter()
+        manifest = ManifestSource(str(write_samples(Path(tmp) / "files", n)))
+        print(f"wrote {n} samples ({2 * n} media files) in {time.perf_counter() - start:.0f} s")
+        start = time.perf_counter()
+        out = Path(tmp) / "shards"
+        written = pack(manifest, modalities(), str(out), samples_per_shard=5000, workers=2)
+        shards = sum(1 for _ in out.glob("*.tar"))
+        print(f"mmfuse pack, 2 workers: {shards} shards in {time.perf_counter() - start:.0f} s")
+        init = yaml.safe_load((out / "source.yaml").read_text())["init_args"]
+        train_shards = sum(1 for _ in out.glob("train-*.tar"))
+        train = len(manifest.load().split("train"))
+        rows = []
+        for name, source in (("manifest (per file)", manifest), ("shards", ShardSource(**init))):
+            data, index = setup(source)
+            for workers in (0, 1, 2):
+                first, rate = timed(data, workers)
+                opened = f"{2 * train}" if source is manifest else f"<= {train_shards * max(workers, 1)}"
+                rows.append((name, workers, index, first, rate, opened))
+                print(f"  {name}, {workers} workers: {rate:.0f} samples/s", flush=True)  # the table is last
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            url = f"simplecache::http://127.0.0.1:{port}"
+            remote = {k: v.replace(str(out), url) if k in written else v for k, v in init.items()}
+            data, index = setup(ShardSource(**remote))
+            first, rate = timed(data, 2)
+            rows.append(
+                ("shards over HTTP (loopback)", 2, index, first, rate, "shards fetched once a process")
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    base = {w: r[4] for r in rows if r[0].startswith("manifest") for w in [r[1]]}
+    print(f"\n{n} samples, {train} in train; batch 64")
+    columns = ["source", "workers", "setup s", "first batch s", "samples/s", "vs. per-file", "vs. the model"]
+    print("| " + " | ".join([*columns, "files opened"]) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name, workers, index, first, rate, opened in rows:
+        vs_model = f"{rate / model:.1f}x" if model else ""
+        line = f"| {name} | {workers} | {index:.1f} | {first:.2f} | {rate:.0f} | {rate / base[workers]:.2f}x "
+        print(f"{line}| {vs_model} | {opened} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--samples", type=int, default=10000, help="samples to write and read (default 10000)"
+    )
+    compare(parser.parse_args().samples)
+
+
+if __name__ == "__main__":
+    main()

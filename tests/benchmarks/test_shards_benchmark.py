@@ -1,0 +1,24 @@
+"""benchmarks/shards.py runs end to end on a few samples: files, pack, shards, loopback HTTP."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shard_benchmark_prints_every_row(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("shards_benchmark", ROOT / "benchmarks" / "shards.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["shards_benchmark"] = module
+    spec.loader.exec_module(module)
+    module.compare(200, model=100.0)
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 7  # the header, 3 + 3 local rows, 1 over HTTP
+    assert table[-1].startswith("| shards over HTTP (loopback) | 2 |")
+    assert "| manifest (per file) | 2 |" in table[3] and table[3].endswith("| 392 |")  # 196 train, 2 files
