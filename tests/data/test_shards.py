@@ -17,7 +17,7 @@ from PIL import Image
 from mmfuse.commands.pack import pack
 from mmfuse.data import AudioDataModule, ImageDataModule, ManifestSource, MultimodalDataModule, TextDataModule
 from mmfuse.data.manifest.errors import DataError
-from mmfuse.data.problems import check
+from mmfuse.data.problems import check, write_problems
 from mmfuse.data.sources.shards import ShardSource
 from mmfuse.types import Batch
 from tests.loopback import serve
@@ -248,7 +248,7 @@ def test_skip_mode_on_shards_counts_every_sample_and_lists_the_skipped_keys(
     assert data.selection.accounting()["train"] == {"rows": 8, "used": 6, "skipped": 2}
     used = sorted(i for batch in data.train_dataloader() for i in batch.ids)
     assert used == ["0000", "0001", "0002", "0003", "0004", "0010"]
-    path = data.selection.write_csv(tmp_path / "skipped.csv")
+    path = write_problems(tmp_path / "skipped.csv", data.selection.skipped())
     with path.open() as f:
         listed = {(r["id"], r["file"]) for r in csv.DictReader(f)}
     shard = f"{img2dataset}/train-002.tar"
