@@ -9,18 +9,44 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def mapped_paths(text: str) -> set[str]:
-    """Module paths the map names: ``lit/module.py``, and ``data/modalities/{image,text}.py`` for several."""
+    """Module paths the source map names, as paths under the package.
+
+    Each line's first column names one or more modules (``a.py, b.py``, ``dir/{a,b}.py``); a line
+    naming only a folder (``data/``) is the folder of the more indented lines below it.
+    """
     block = text.split("```\nsrc/", 1)[1].split("```", 1)[0]
-    paths = set()
-    for folder, names in re.findall(r"([\w/]*)\{([\w,]+)\}\.py", block):
-        paths |= {f"{folder}{name}.py" for name in names.split(",")}
-    paths |= set(re.findall(r"(?<![\w{,])([\w/]+\.py)\b", block))
+    paths: set[str] = set()
+    folders: list[tuple[int, str]] = []  # (indent, folder) of the enclosing folder lines
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        names = re.split(r"\s{2,}", line.strip())[0]
+        folders = [(i, f) for i, f in folders if i < indent]
+        prefix = "".join(f for _, f in folders)
+        if names.endswith("/") and "," not in names:
+            folders.append((indent, names))
+            continue
+        for name in names.split(", "):
+            group = re.fullmatch(r"([\w/]*)\{([\w,]+)\}\.py", name)
+            stems = [f"{group[1]}{stem}.py" for stem in group[2].split(",")] if group else [name]
+            paths |= {prefix + stem for stem in stems if stem.endswith(".py")}
     return paths
 
 
-def test_mapped_paths_reads_single_paths_and_brace_groups() -> None:
-    text = "```\nsrc/pkg/\n  main.py  entry\n  data/{a,b}.py  two\n  lit/wandb/media.py  one\n```\n"
-    assert mapped_paths(text) == {"main.py", "data/a.py", "data/b.py", "lit/wandb/media.py"}
+def test_mapped_paths_reads_folders_lists_and_brace_groups() -> None:
+    text = (
+        "```\nsrc/pkg/\n  main.py    entry\n  data/\n    {a,b}.py  two\n    x.py, y.py  more\n"
+        "  lit/wandb/media.py  one\n```\n"
+    )
+    assert mapped_paths(text) == {
+        "main.py",
+        "data/a.py",
+        "data/b.py",
+        "data/x.py",
+        "data/y.py",
+        "lit/wandb/media.py",
+    }
 
 
 def test_every_module_is_on_the_map() -> None:

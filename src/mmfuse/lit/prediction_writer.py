@@ -1,4 +1,4 @@
-"""Callbacks the CLI adds to every run."""
+"""PredictionWriter: what `mmfuse predict` writes, one CSV row per sample, each id once under DDP."""
 
 from __future__ import annotations
 
