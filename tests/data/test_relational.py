@@ -60,30 +60,32 @@ def test_labels_are_balanced_and_each_caption_is_as_often_true_as_false(tmp_path
     rows = _rows(root)
     counts = Counter(r["label"] for r in rows)
     assert set(counts) == set(LABELS) and abs(counts["true"] - 300) < 45  # a fair coin: 3.7 sigma
-    # the caption's colour pair alone does not tell the label: per named pair, both answers occur
-    by_pair: dict[tuple[str, str], Counter[str]] = {}
+    # the named colour alone does not tell the label: per colour, both answers about equally often
+    by_colour: dict[str, Counter[str]] = {}
     for r in rows:
-        by_pair.setdefault((r["first"], r["second"]), Counter())[r["label"]] += 1
-    common = [c for c in by_pair.values() if sum(c.values()) >= 15]
-    assert common and all(min(c["true"], c["false"]) >= 3 for c in common)
+        by_colour.setdefault(r["colour"], Counter())[r["label"]] += 1
+    assert sorted(by_colour) == sorted(COLOURS)
+    assert all(min(c["true"], c["false"]) >= 0.3 * sum(c.values()) for c in by_colour.values())
 
 
 def test_the_label_is_the_relation_drawn_in_the_image(dataset: Path) -> None:
     for row in _rows(dataset):
         pixels = np.asarray(Image.open(dataset / row["image"]).convert("RGB"))
         assert pixels.shape == (SIZE, SIZE, 3)
+        colour = row["colour"]
+        # the caption names the colour and states "on the left"
         words = row["text"].split()
-        first, second = row["first"], row["second"]
-        # the caption names the two colours in order, and "left of" between them
-        assert words.index(first) < words.index("left") < words.index(second), row["text"]
-        x_first, x_second = dot_centre_x(pixels, first), dot_centre_x(pixels, second)
-        assert abs(x_first - float(row["first_x"])) < 1.0 and abs(x_second - float(row["second_x"])) < 1.0
-        assert row["label"] == ("true" if x_first < x_second else "false"), row
-        # four dots of distinct colours: the two named ones and two distractors
+        assert words.index(colour) < words.index("left"), row["text"]
+        assert not set(words) & (set(COLOURS) - {colour}), row["text"]  # no other colour is named
+        x = dot_centre_x(pixels, colour)
+        assert abs(x - float(row["x"])) < 1.0
+        assert row["label"] == ("true" if x < SIZE / 2 else "false"), row
+        # four dots of distinct colours: the named one and three distractors, all away from the borders
         present = [
             c for c in COLOURS if (np.abs(pixels.astype(float) - COLOURS[c]).max(axis=2) < 45).sum() > 10
         ]
-        assert len(present) == 4 and {first, second} <= set(present)
+        assert len(present) == 4 and colour in present
+        assert all(0.3 * SIZE - 1 <= dot_centre_x(pixels, c) <= 0.7 * SIZE + 1 for c in present)
 
 
 def test_manifest_reads_through_the_multimodal_data_module(dataset: Path) -> None:
@@ -112,8 +114,8 @@ def test_manifest_reads_through_the_multimodal_data_module(dataset: Path) -> Non
     [
         ({"num_samples": 5}, "num_samples=5"),
         ({"image_size": 24}, "image_size=24"),
-        ({"num_objects": 7}, "num_objects=7"),
-        ({"num_objects": 1}, "num_objects=1"),
+        ({"num_objects": 5}, "num_objects=5"),
+        ({"num_objects": 0}, "num_objects=0"),
     ],
 )
 def test_bad_parameters_fail_at_construction(kwargs: dict[str, int], match: str) -> None:

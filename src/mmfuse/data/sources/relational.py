@@ -1,24 +1,23 @@
 """The relational dataset: image + caption pairs whose label is a relation *between* the modalities.
 
 Each image shows ``num_objects`` coloured dots (distinct colours from :data:`COLOURS`) at random
-positions on a dark noisy background. The caption names two of those colours and a relation,
-``"... the red dot is left of the blue dot ..."``; the label says whether it holds in the image
-(``true`` / ``false``, fair coins). Neither modality alone says anything about the label: every
-caption is as often true as false, and every image makes as many true statements as false ones.
+places on a dark noisy background. The caption names one of them, ``"... the red dot is on the
+left ..."``, and the label says whether that holds (``true`` / ``false``, fair coins): whether the
+named dot lies in the image's left half. Neither modality alone says anything about the label:
+every caption is as often true as false, and every image has dots on both sides.
 
-What it tests: to answer, a model must find *the two named dots* in the image and compare their
-positions. A fuser that pools each modality to one vector first (concat, late, gated) gets, from
-the image, a summary that does not know which dots will be asked about; to answer every possible
-question it would have to store every colour's position, and a convolutional encoder's mean-pooled
-features hardly hold positions at all (its tokens' position embeddings average out). A token-level
-fuser lets the caption's colour words attend to the image tokens of their dots and read those
-tokens' positions. The quickstart cannot tell fusers apart (each modality carries an independent
-bit); this dataset is built to.
+What it tests: to answer, a model must find *the named dot* in the image and read where it is. A
+fuser that pools each modality to one vector first (concat, late, gated) gets from the image a
+summary made before it knows which dot will be asked about: it would have to hold every colour's
+side, and a convolutional encoder's mean-pooled features hardly hold positions at all (the tokens'
+position embeddings average out, and the dots keep away from the left and right borders, whose
+zero padding would otherwise tell a dot's side). A token-level fuser lets the caption's colour word
+attend to the image tokens of its dot and read those tokens' positions. The quickstart cannot tell
+fusers apart (each modality carries an independent bit); this dataset is built to.
 
 The files and the manifest are the quickstart's formats (PNG images, text in the manifest), so the
 same modality DataModules decode them. Columns: ``id, split, image, text, label``, and for
-inspection the named colours ``first``/``second`` and their dots' centres ``first_x``/``second_x``
-(pixels from the left edge).
+inspection the named colour ``colour`` and its dot's centre ``x`` (pixels from the left edge).
 """
 
 from __future__ import annotations
@@ -56,7 +55,8 @@ COLOURS = {
 }
 DOT_RADIUS = 3.0  # pixels
 MIN_DISTANCE = 8.0  # between any two dots' centres: they never touch
-MIN_DX = 6.0  # between the two named dots' x: "left of" is never a close call
+BAND = (0.3, 0.7)  # the dots' centres' x, as a share of the width: away from the left and right borders
+MIN_SIDE = 2.0  # the named dot's centre is at least this far from the middle: never a close call
 NOUNS = ("dot", "spot", "blob")
 # the generator's random streams (SeedSequence spawn keys); distinct from the quickstart's 1..7
 _TRUTH, _IMAGE, _TEXT = 11, 12, 13
@@ -68,13 +68,16 @@ def draw_truth(num_samples: int, seed: int) -> np.ndarray:
 
 
 def _positions(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """``(n, 2)`` dot centres (x, y), pairwise at least :data:`MIN_DISTANCE` apart, inside the image;
-    the first two (the named dots) at least :data:`MIN_DX` apart in x."""
+    """``(n, 2)`` dot centres (x, y), pairwise at least :data:`MIN_DISTANCE` apart, x inside
+    :data:`BAND`; the first (the named dot) at least :data:`MIN_SIDE` from the middle in x."""
+    low, high = BAND[0] * size, BAND[1] * size
     margin = DOT_RADIUS + 1
-    while True:  # rejection sampling: with the checked sizes almost every draw is accepted
-        xy = rng.uniform(margin, size - margin, size=(n, 2))
+    while True:  # rejection sampling: with the checked sizes most draws are accepted
+        x = rng.uniform(low, high, size=n)
+        y = rng.uniform(margin, size - margin, size=n)
+        xy = np.stack([x, y], axis=1)
         gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(n) * size  # (n, n)
-        if gaps.min() >= MIN_DISTANCE and abs(xy[0, 0] - xy[1, 0]) >= MIN_DX:
+        if gaps.min() >= MIN_DISTANCE and abs(x[0] - size / 2) >= MIN_SIDE:
             return xy
 
 
@@ -84,14 +87,14 @@ def draw_scene(
     """One sample's image and what it shows.
 
     Returns:
-        the image ``(S, S, 3)`` uint8, the dots' colour names (the first two are the caption's
-        ``first`` and ``second``) and their centres ``(num_objects, 2)`` as (x, y) pixels, with
-        ``x[0] < x[1]`` exactly when ``truth``.
+        the image ``(S, S, 3)`` uint8, the dots' colour names (the first is the one the caption
+        names) and their centres ``(num_objects, 2)`` as (x, y) pixels, with the first dot in the
+        left half (``x < S / 2``) exactly when ``truth``.
     """
     names = [str(c) for c in rng.choice(list(COLOURS), size=num_objects, replace=False)]
     xy = _positions(rng, num_objects, size)
-    if (xy[0, 0] < xy[1, 0]) != truth:
-        xy[[0, 1]] = xy[[1, 0]]  # swap the named dots' places: same picture statistics, other answer
+    if (xy[0, 0] < size / 2) != truth:
+        xy[:, 0] = size - xy[:, 0]  # mirror the whole scene: same picture statistics, the other answer
     background = rng.uniform(0, 50, size=3)
     pixels = np.broadcast_to(background, (size, size, 3)).copy()  # (S, S, 3)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, (S, S) each
@@ -103,14 +106,13 @@ def draw_scene(
     return np.clip(pixels, 0, 255).round().astype(np.uint8), names, xy
 
 
-def caption(rng: np.random.Generator, first: str, second: str) -> str:
-    """``"<filler> the <first> <noun> is left of the <second> <noun> <filler>"``, 0-3 filler words each
-    side, so that the colour words are found by meaning, not at fixed positions."""
+def caption(rng: np.random.Generator, colour: str) -> str:
+    """``"<filler> the <colour> <noun> is on the left <filler>"``, 0-3 filler words each side, so that
+    the colour word is found by meaning, not at a fixed position."""
     noun = NOUNS[int(rng.integers(len(NOUNS)))]
     before = [NEUTRAL_WORDS[k] for k in rng.integers(0, len(NEUTRAL_WORDS), size=int(rng.integers(0, 4)))]
     after = [NEUTRAL_WORDS[k] for k in rng.integers(0, len(NEUTRAL_WORDS), size=int(rng.integers(0, 4)))]
-    core = ["the", first, noun, "is", "left", "of", "the", second, noun]
-    return " ".join([*before, *core, *after])
+    return " ".join([*before, "the", colour, noun, "is", "on", "the", "left", *after])
 
 
 def _params(num_samples: int, seed: int, image_size: int, num_objects: int) -> dict[str, Any]:
@@ -120,9 +122,9 @@ def _params(num_samples: int, seed: int, image_size: int, num_objects: int) -> d
         raise ValueError(f"seed={seed} must be >= 0")
     if image_size < 32:
         raise ValueError(f"image_size={image_size} must be >= 32: the dots need room to stay apart")
-    if not 2 <= num_objects <= min(len(COLOURS), (image_size // 16) ** 2 + 2):
+    if not 1 <= num_objects <= min(len(COLOURS), 4 * image_size // 32):
         raise ValueError(
-            f"num_objects={num_objects} must be in 2..{min(len(COLOURS), (image_size // 16) ** 2 + 2)} "
+            f"num_objects={num_objects} must be in 1..{min(len(COLOURS), 4 * image_size // 32)} "
             f"for image_size={image_size} (distinct colours, dots that do not touch)"
         )
     return {
@@ -153,26 +155,23 @@ def generate_relational(
         splits = draw_splits(num_samples, seed)
         with (tmp / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(
-                ["id", "split", "image", "text", "label", "first", "second", "first_x", "second_x"]
-            )
+            writer.writerow(["id", "split", "image", "text", "label", "colour", "x"])
             for i in range(num_samples):
                 sample_id = f"{i:06d}"
                 image_path = f"images/{sample_id}.png"
                 image, names, xy = draw_scene(_rng(seed, _IMAGE, i), bool(truth[i]), image_size, num_objects)
                 Image.fromarray(image, "RGB").save(tmp / image_path)
-                text = caption(_rng(seed, _TEXT, i), names[0], names[1])
+                text = caption(_rng(seed, _TEXT, i), names[0])
                 label = LABELS[int(truth[i])]
-                row = [sample_id, splits[i], image_path, text, label, names[0], names[1]]
-                writer.writerow([*row, f"{xy[0, 0]:.2f}", f"{xy[1, 0]:.2f}"])
+                writer.writerow([sample_id, splits[i], image_path, text, label, names[0], f"{xy[0, 0]:.2f}"])
     return root / MANIFEST_FILE
 
 
 class RelationalSource(ManifestSource):
-    """Image + caption pairs whose label is whether the caption's spatial relation holds in the image.
+    """Image + caption pairs whose label is whether the caption's statement holds in the image.
 
-    The caption names two of the image's coloured dots, "the red dot is left of the blue dot"; the
-    label (``false``/``true``, balanced) needs both modalities *and* which dot is where, so a fuser
+    The caption names one of the image's coloured dots, "the red dot is on the left"; the label
+    (``false``/``true``, balanced) needs both modalities *and* where the named dot is, so a fuser
     that pools each modality before combining them stays near chance while token-level fusion can
     solve it (see ``configs/experiments/relational.yaml`` and ``docs/fusion.md``).
 
@@ -181,7 +180,7 @@ class RelationalSource(ManifestSource):
         num_samples: number of samples (70% train, 15% val, 15% test).
         seed: random seed; the same parameters always generate byte-identical files.
         image_size: width and height of the square RGB images, in pixels (at least 32).
-        num_objects: dots per image, each a different colour; two are named, the rest distract.
+        num_objects: dots per image, each a different colour; one is named, the rest distract.
         tasks: the targets to learn (default: ``label``).
     """
 
