@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_runs.py beside it, however this file is run
 from fit_runs import ROOT, FitResult, config_args, fit
 
 #: task -> the configs that set it up (a row's config goes after them)

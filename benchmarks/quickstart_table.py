@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_runs.py beside it, however this file is run
 from fit_runs import config_args, fit
 
 ROWS = {

@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: fit_runs beside it
     spec = importlib.util.spec_from_file_location("fusion_table", ROOT / "benchmarks" / "fusion_table.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
