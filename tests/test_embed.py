@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,8 @@ def _in_repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def test_embed_writes_each_test_id_once_in_manifest_order(
+@pytest.mark.slow  # a fit, an embed, and a 2-process DDP embed started as a new command
+def test_embed_writes_each_test_id_once_in_manifest_order_also_under_ddp(
     synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = quickstart_args(synthetic_root, tmp_path, "configs/logger/csv.yaml")
@@ -53,6 +57,23 @@ def test_embed_writes_each_test_id_once_in_manifest_order(
         assert 1 <= pair[f"{direction}/median_rank"] <= n
     assert "median rank" in out and "image -> text" in out
     assert not (folder / "predictions.csv").exists()  # embeddings, not predictions
+
+    # two DDP processes (gloo), batches of 5: each embeds its share, rank 0 writes every id once, in order
+    ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    command = ["embed", *args, "--ckpt_path", "last", "--output", str(tmp_path / "ddp")]
+    done = subprocess.run(
+        [sys.executable, "-m", "mmfuse", *command, *ddp, "--data.init_args.batch_size=5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    both = np.load(tmp_path / "ddp" / "embeddings.npz")
+    assert both["ids"].tolist() == test_ids
+    for key in ("fused", "audio", "image", "text"):
+        np.testing.assert_allclose(both[key], arrays[key], rtol=1e-4, atol=1e-5)
 
 
 def test_merge_keeps_each_id_once_in_the_given_order() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,13 @@ class EmbeddingCollector(BasePredictionWriter):
     """Gathers the predict loop's embeddings from every process to rank 0, each sample id once.
 
     After ``trainer.predict``, rank 0's :attr:`arrays` holds ``ids`` and the arrays of
-    :data:`DESCRIPTION`, in the order of ``order`` (ids it lacks go last, in the order seen).
+    :data:`DESCRIPTION`, in the order ``order()`` gives (called on rank 0 once the data is set up;
+    ids it lacks go last, in the order seen).
     """
 
-    def __init__(self, order: Sequence[str] | None = None) -> None:
+    def __init__(self, order: Callable[[], Sequence[str]] = list) -> None:
         super().__init__(write_interval="epoch")
-        self.order = {sample_id: k for k, sample_id in enumerate(order or [])}
+        self.order = order
         self.arrays: dict[str, np.ndarray] | None = None
 
     def write_on_epoch_end(
@@ -71,7 +72,7 @@ class EmbeddingCollector(BasePredictionWriter):
             parts = [p for rank in gathered for p in rank]
         if trainer.global_rank != 0:
             return
-        self.arrays = _merge(parts, self.order)
+        self.arrays = _merge(parts, {sample_id: k for k, sample_id in enumerate(self.order())})
 
 
 def _numpy(batch: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +151,11 @@ def main(args: list[str]) -> int:
         data.predict_split = own.split
     cli.check_before_start("predict")
     split = getattr(data, "predict_split", "test")
-    rows = data.rows(split, labelled=False) if hasattr(data, "rows") else []
-    collector = EmbeddingCollector([r.id for r in rows])
+
+    def order() -> list[str]:  # the manifest's order of the split's rows
+        return [r.id for r in data.rows(split, labelled=False)] if hasattr(data, "rows") else []
+
+    collector = EmbeddingCollector(order)
     # the embeddings instead of predictions.csv
     callbacks = [c for c in trainer.callbacks if not isinstance(c, PredictionWriter)]  # type: ignore[attr-defined]
     trainer.callbacks = [*callbacks, collector]  # type: ignore[attr-defined]
