@@ -11,11 +11,13 @@ synthetic data is generated before the first row and its time is printed separat
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_runs.py beside it, however this file is run
+from fit_runs import config_args, fit
 
 ROWS = {
     "cross_attention": ["configs/fusion/cross_attention.yaml"],
@@ -37,18 +39,11 @@ def main(names: list[str]) -> None:
     print("| run | command | test acc | test macro-F1 | wall time |")
     print("|---|---|---|---|---|")
     for name in names or list(ROWS):
-        extra = [a for config in ROWS[name] for a in ("--config", config)]
-        run_dir = out / name
-        cmd = ["mmfuse", "fit", "--config", "configs/quickstart.yaml", *extra]
-        start = time.perf_counter()
-        subprocess.run(
-            [*cmd, "--trainer.default_root_dir", str(run_dir)], cwd=root, check=True, capture_output=True
-        )
-        wall = time.perf_counter() - start
-        newest = max(run_dir.glob("*/*/test_metrics.json"), key=lambda p: p.stat().st_mtime)
-        metrics = json.loads(newest.read_text())
-        shown = " ".join(cmd[2:]).replace("--config ", "")
-        print(f"| {name} | `{shown}` | {metrics['test/acc']:.3f} | {metrics['test/f1']:.3f} | {wall:.0f} s |")
+        configs = ["configs/quickstart.yaml", *ROWS[name]]
+        result = fit(configs, out / name)
+        shown = " ".join(config_args(configs)).replace("--config ", "")
+        acc, f1 = result.metrics["test/acc"], result.metrics["test/f1"]
+        print(f"| {name} | `{shown}` | {acc:.3f} | {f1:.3f} | {result.wall_s:.0f} s |")
 
 
 if __name__ == "__main__":

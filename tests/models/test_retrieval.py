@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchmetrics.functional.retrieval import retrieval_recall as tm_recall
 
-from mmfuse.models.retrieval import CrossModalRecall, retrieval_recall
+from mmfuse.models.retrieval import CrossModalRecall, match_ranks, retrieval_recall, retrieval_report
 
 
 def test_recall_hand_computed() -> None:
@@ -55,3 +55,21 @@ def test_metric_accumulates_valid_samples_over_batches() -> None:
         torch.testing.assert_close(got[key], expected[key])
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         retrieval_recall(a, b[:5])
+
+
+def test_median_rank_hand_computed() -> None:
+    # a -> b: a_0 and a_2 find their match first; a_1 = e_1 ties nothing above b_1 (0.447 > 0): rank 1.
+    # b -> a: b_1 scores a_0 (0.894) above its match a_1: rank 2; the others rank 1.
+    a = torch.eye(3)
+    b = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    a2b, b2a = match_ranks(a, b)
+    assert a2b.tolist() == [1, 1, 1] and b2a.tolist() == [1, 2, 1]
+    # shifted gallery: each a_i's match b_i = e_(i+1) scores 0, below b_(i-1) = e_i (1): rank 2 each way
+    shifted = retrieval_report(torch.eye(3), torch.eye(3)[[1, 2, 0]], ks=(1, 2), names=("image", "text"))
+    assert shifted["image_to_text/median_rank"] == 2.0 and shifted["text_to_image/median_rank"] == 2.0
+    assert shifted["image_to_text/recall@1"] == 0.0 and shifted["image_to_text/recall@2"] == 1.0
+    report = retrieval_report(a, b, ks=(1,), names=("image", "text"))
+    assert report["image_to_text/median_rank"] == 1.0 and report["text_to_image/median_rank"] == 1.0
+    assert report["text_to_image/recall@1"] == pytest.approx(2 / 3)
+    # an even count: the mean of the middle two ranks
+    assert retrieval_report(torch.eye(2), torch.eye(2)[[1, 0]], ks=(1,))["a_to_b/median_rank"] == 2.0

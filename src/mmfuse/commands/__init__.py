@@ -27,11 +27,18 @@ def _pack(args: list[str]) -> int:
     return main(args)
 
 
+def _embed(args: list[str]) -> int:
+    from mmfuse.commands.embed import main
+
+    return main(args)
+
+
 #: name -> entry point taking the arguments after the name and returning the exit code
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check-data": _check_data,
     "ablate": _ablate,
     "pack": _pack,
+    "embed": _embed,
 }
 
 #: name -> one sentence on what the command is for (``mmfuse --help``); every command in COMMANDS has one
@@ -39,4 +46,5 @@ PURPOSES: dict[str, str] = {
     "check-data": "Check the manifest, every file it references and the data against the model before a run.",
     "pack": "Write a config's manifest into WebDataset shards per split, and the source that reads them.",
     "ablate": "Test a checkpoint with every non-empty subset of its modalities and tabulate the metrics.",
+    "embed": "Write a checkpoint's per-modality and fused embeddings of a split; cross-modal retrieval.",
 }

@@ -10,6 +10,7 @@ from mmfuse.data.modalities.graph import GraphDataModule
 from mmfuse.data.modalities.image import ImageDataModule
 from mmfuse.data.modalities.text import TextDataModule
 from mmfuse.data.multimodal import MultimodalDataModule
+from mmfuse.data.sources.relational import RelationalSource
 from mmfuse.data.sources.shards import ShardSource
 from mmfuse.data.sources.synthetic import SyntheticSource
 from mmfuse.data.sources.synthetic_graph import SyntheticGraphSource
@@ -23,6 +24,7 @@ __all__ = [
     "ManifestSource",
     "ModalityDataModule",
     "MultimodalDataModule",
+    "RelationalSource",
     "SampleError",
     "ShardSource",
     "SyntheticGraphSource",

@@ -287,7 +287,17 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         targets = {
             t["name"]: batch.targets[t["name"]].cpu() for t in self.tasks if t["name"] in batch.targets
         }
-        return {"ids": batch.ids, "outputs": outputs, "targets": targets}
+        # each modality's pooled encoding and the fused features, with presence (`mmfuse embed`)
+        embeddings = {m: e.cpu() for m, e in output.embeddings.items()}
+        present = {m: p.bool().cpu() for m, p in self.effective_present(batch).items()}
+        return {
+            "ids": batch.ids,
+            "outputs": outputs,
+            "targets": targets,
+            "embeddings": embeddings,
+            "fused": output.fused.pooled.cpu(),
+            "present": present,
+        }
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(param_groups(self, self.pretrained_lr))

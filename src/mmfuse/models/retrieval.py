@@ -18,6 +18,29 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 
+def match_ranks(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """The 1-based rank of each query's true match by cosine similarity; ``a[i]`` matches ``b[i]``.
+
+    A query's rank is 1 + the number of gallery items that score strictly higher than its match
+    (ties count in the query's favour).
+
+    Args:
+        a: ``(N, D)`` embeddings of the first modality.
+        b: ``(N, D)`` embeddings of the second modality.
+
+    Returns:
+        ``(N,)`` long ranks of ``a -> b`` (each row of ``a`` queries all rows of ``b``) and of ``b -> a``.
+    """
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"retrieval: a and b must both be (N, D), got {tuple(a.shape)} and {tuple(b.shape)}")
+    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T  # (N, N) query a, gallery b
+    ranks = []
+    for scores in (sim, sim.T):
+        true = scores.diagonal()[:, None]  # (N, 1)
+        ranks.append((scores > true).sum(dim=1) + 1)  # (N,)
+    return ranks[0], ranks[1]
+
+
 def retrieval_recall(
     a: Tensor, b: Tensor, ks: Sequence[int] = (1, 5, 10), names: tuple[str, str] = ("a", "b")
 ) -> dict[str, Tensor]:
@@ -37,17 +60,25 @@ def retrieval_recall(
         ``"<a>_to_<b>/recall@<k>"`` and ``"<b>_to_<a>/recall@<k>"`` -> scalar in ``[0, 1]``
         (NaN when ``N == 0``).
     """
-    if a.shape != b.shape or a.dim() != 2:
-        raise ValueError(
-            f"retrieval_recall: a and b must both be (N, D), got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T  # (N, N) query a, gallery b
     out: dict[str, Tensor] = {}
-    for (q, g), scores in ((names, sim), (names[::-1], sim.T)):
-        true = scores.diagonal()[:, None]  # (N, 1)
-        rank = (scores > true).sum(dim=1)  # (N,) gallery items ranked above the match
+    for (q, g), rank in zip((names, names[::-1]), match_ranks(a, b), strict=True):
         for k in ks:
-            out[f"{q}_to_{g}/recall@{k}"] = (rank < k).float().mean()
+            out[f"{q}_to_{g}/recall@{k}"] = (rank <= k).float().mean()
+    return out
+
+
+def retrieval_report(
+    a: Tensor, b: Tensor, ks: Sequence[int] = (1, 5, 10), names: tuple[str, str] = ("a", "b")
+) -> dict[str, float]:
+    """:func:`retrieval_recall` and the median rank of the true match (1 = always first), both ways.
+
+    Returns:
+        ``"<a>_to_<b>/recall@<k>"``, ``"<a>_to_<b>/median_rank"`` and the same from ``b`` -> float;
+        the median of an even count is the mean of the middle two (NaN when ``N == 0``).
+    """
+    out = {key: float(v) for key, v in retrieval_recall(a, b, ks, names).items()}
+    for (q, g), rank in zip((names, names[::-1]), match_ranks(a, b), strict=True):
+        out[f"{q}_to_{g}/median_rank"] = float(rank.float().quantile(0.5)) if len(rank) else float("nan")
     return out
 
 

@@ -1,0 +1,66 @@
+"""One `mmfuse fit` in a fresh process, timed, and what it left behind: the benchmark tables' shared step.
+
+Used by quickstart_table.py and fusion_table.py (run as scripts, this folder is on their path).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# batch-norm statistics are state, not parameters
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass
+class FitResult:
+    """What one fit gave: its test metrics (of the best checkpoint), parameters and wall time."""
+
+    metrics: dict[str, float]
+    params: int
+    wall_s: float
+    run_dir: Path
+
+
+def config_args(configs: Sequence[str]) -> list[str]:
+    """``["--config", a, "--config", b, ...]``."""
+    return [a for config in configs for a in ("--config", config)]
+
+
+def fit(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> FitResult:
+    """Run ``mmfuse fit --config ... <extra> --trainer.default_root_dir run_dir`` from the repository root.
+
+    The wall time is the whole command: start-up, fitting, and the test of the best checkpoint.
+
+    Raises:
+        RuntimeError: the fit failed (its last output lines are in the message).
+    """
+    cmd = ["mmfuse", "fit", *config_args(configs), *extra, "--trainer.default_root_dir", str(run_dir)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise RuntimeError(f"{' '.join(cmd)} failed with code {done.returncode}:\n{tail}")
+    newest = max(run_dir.glob("**/test_metrics.json"), key=lambda p: p.stat().st_mtime)
+    metrics = json.loads(newest.read_text())
+    checkpoint = metrics.pop("checkpoint", "")
+    return FitResult(
+        metrics={k: float(v) for k, v in metrics.items()},
+        params=count_parameters(Path(checkpoint)) if Path(checkpoint).is_file() else 0,
+        wall_s=wall,
+        run_dir=newest.parent,
+    )
+
+
+def count_parameters(checkpoint: Path) -> int:
+    """The model's parameters (encoders, fuser, heads) in a Lightning checkpoint, buffers left out."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return sum(v.numel() for k, v in state.items() if k.startswith("model.") and not k.endswith(_BUFFERS))

@@ -1,0 +1,152 @@
+"""Compare every fuser and each single-modality baseline on the quickstart and the relational task.
+
+    python benchmarks/fusion_table.py                                    # everything, 3 seeds
+    python benchmarks/fusion_table.py --tasks relational --fusers concat cross_attention --seeds 0
+    python benchmarks/fusion_table.py --output runs/fusion_table.md      # also write the table
+
+The fusers are the files in configs/fusion/ (a new one is a new row, nothing to edit here); the
+baselines are the configs/baselines/*_only.yaml files whose modalities the task's data has. Each
+row is one `mmfuse fit` per seed (`--seed_everything`, which also seeds the data order), in a fresh
+process, one after another so that they do not compete for cores, with the CSV logger. The table
+gives the test accuracy of the best checkpoint as mean ± standard deviation over the seeds, the
+model's parameters (encoders, fuser and heads) and the mean wall time of one fit (start-up, fit and
+test). Each task's data is generated before its first row; that time is printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_runs.py beside it, however this file is run
+from fit_runs import ROOT, FitResult, config_args, fit
+
+#: task -> the configs that set it up (a row's config goes after them)
+TASKS = {
+    "quickstart": ["configs/quickstart.yaml"],
+    "relational": ["configs/quickstart.yaml", "configs/experiments/relational.yaml"],
+}
+#: every fit of the table: a CSV log instead of W&B, plain lines instead of a progress bar
+COMMON = ["--config", "configs/logger/csv.yaml", "--trainer.enable_progress_bar=false"]
+
+
+def quick_args(runs: Path, task: str) -> list[str]:
+    """--quick: a smoke run of the machinery (tiny data of its own, one epoch), not a measurement."""
+    return [
+        "--trainer.max_epochs=1",
+        f"--data.init_args.source.init_args.root={runs / 'data' / task}",
+        "--data.init_args.source.init_args.num_samples=60",
+        "--data.init_args.num_workers=0",
+    ]
+
+
+def fusers() -> dict[str, str]:
+    """Row name -> config: every ``configs/fusion/*.yaml``, by file name."""
+    return {p.stem: p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "configs/fusion").glob("*.yaml"))}
+
+
+def _modalities(config: str) -> set[str]:
+    """The modalities a config's data section names (empty when it names none)."""
+    data = yaml.safe_load((ROOT / config).read_text()) or {}
+    found = (data.get("data") or {}).get("init_args", {}).get("modalities") or {}
+    return set(found)
+
+
+def baselines(task: str) -> dict[str, str]:
+    """Row name -> config: the single-modality baselines whose modality the task's data has."""
+    have: set[str] = set()
+    for config in TASKS[task]:
+        have = _modalities(config) or have  # a later config's modalities replace the earlier ones
+    rows = {}
+    for path in sorted((ROOT / "configs/baselines").glob("*_only.yaml")):
+        config = path.relative_to(ROOT).as_posix()
+        if _modalities(config) <= have:
+            rows[f"{path.stem.removesuffix('_only')} only"] = config
+    return rows
+
+
+def _prepare(task: str, data_args: Sequence[str]) -> None:
+    """Generate the task's data now, so that its time is not the first row's."""
+    args = [*config_args(TASKS[task]), *data_args]
+    code = (
+        "import sys; from mmfuse.commands.config import build_data, parse_config; "
+        "build_data(parse_config(sys.argv[1:])).prepare_data()"
+    )
+    subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, check=True, capture_output=True)
+
+
+def _row(task: str, name: str, results: Sequence[FitResult]) -> str:
+    accs = [r.metrics["test/acc"] for r in results]
+    spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    wall = statistics.mean(r.wall_s for r in results)
+    params = results[0].params
+    acc = f"{statistics.mean(accs):.3f} ± {spread:.3f}"
+    return f"| {task} | {name} | {acc} | {len(accs)} | {params:,} | {wall:.0f} s |"
+
+
+HEADER = [
+    "| task | run | test acc (mean ± std) | seeds | parameters | wall time per fit |",
+    "|---|---|---|---|---|---|",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> list[str]:
+    """Run the table; returns its markdown lines (also printed, row by row)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", choices=list(TASKS), default=list(TASKS), help="tasks (default: all)"
+    )
+    parser.add_argument(
+        "--fusers",
+        nargs="+",
+        metavar="FUSER",
+        help=f"fusers, by configs/fusion/ file name (default: all: {', '.join(fusers())})",
+    )
+    parser.add_argument("--no-baselines", action="store_true", help="leave out the single-modality baselines")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data, one epoch: checks the machinery only"
+    )
+    parser.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "fusion_table", help="where the runs go")
+    args = parser.parse_args(argv)
+    all_fusers = fusers()
+    chosen = args.fusers or list(all_fusers)
+    if unknown := [f for f in chosen if f not in all_fusers]:
+        parser.error(f"unknown fusers {unknown}: choose from {', '.join(all_fusers)}")
+    lines = list(HEADER)
+    print("\n".join(lines), flush=True)
+    for task in args.tasks:
+        data_args = quick_args(args.runs, task) if args.quick else []
+        if not args.quick:  # the quick data is made by its first fit
+            start = time.perf_counter()
+            _prepare(task, data_args)
+            print(f"<!-- {task}: data ready in {time.perf_counter() - start:.1f} s -->", flush=True)
+        rows = {f: all_fusers[f] for f in chosen}
+        if not args.no_baselines:
+            rows.update(baselines(task))
+        for name, config in rows.items():
+            results = []
+            for seed in args.seeds:
+                extra = [*COMMON, f"--seed_everything={seed}", *data_args]
+                run_dir = args.runs / task / name.replace(" ", "_") / f"seed{seed}"
+                results.append(fit([*TASKS[task], config], run_dir, extra))
+            lines.append(_row(task, name, results))
+            print(lines[-1], flush=True)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""benchmarks/fusion_table.py --quick: one fuser, one seed, the table's columns (figures: the script's)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fusion_table", ROOT / "benchmarks" / "fusion_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fusion_table", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_come_from_the_config_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _load(monkeypatch)
+    fusers = table.fusers()
+    assert {"concat", "late", "cross_attention"} <= set(fusers)
+    assert set(fusers) == {p.stem for p in (ROOT / "configs/fusion").glob("*.yaml")}
+    # the relational task has image and text only: no audio baseline there
+    assert set(table.baselines("relational")) == {"image only", "text only"}
+    assert {"image only", "text only", "audio only"} <= set(table.baselines("quickstart"))
+    assert "graph only" not in table.baselines("quickstart")
+
+
+def test_quick_table_has_its_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    table = _load(monkeypatch)
+    out = tmp_path / "table.md"
+    args = ["--quick", "--tasks", "relational", "--fusers", "concat", "--no-baselines", "--seeds", "0"]
+    lines = table.main([*args, "--output", str(out), "--runs", str(tmp_path / "runs")])
+    assert out.read_text().splitlines() == lines
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["task", "run", "test acc (mean ± std)", "seeds", "parameters", "wall time per fit"]
+    [row] = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    task, run, acc, seeds, params, wall = row
+    assert (task, run, seeds) == ("relational", "concat", "1")
+    mean, std = acc.split(" ± ")
+    assert 0 <= float(mean) <= 1 and float(std) == 0
+    assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s")
+    assert not (ROOT / "runs" / "fusion_table" / "data").exists()  # --quick data in its own folder
