@@ -30,16 +30,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmfuse.data.manifest.manifest import ManifestSource
+from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import Task
-from mmfuse.data.sources.synthetic import (
-    MANIFEST_FILE,
-    NEUTRAL_WORDS,
-    _is_complete,
-    _rng,
-    draw_splits,
-    staged_dataset,
-)
+from mmfuse.data.sources.staging import MANIFEST_FILE, is_complete, staged_dataset
+from mmfuse.data.sources.synthetic import NEUTRAL_WORDS, _rng, draw_splits
 
 #: bump whenever the output for the same parameters changes, so ``prepare()`` regenerates old copies
 GENERATOR_VERSION = 1
@@ -215,5 +209,5 @@ class RelationalSource(ManifestSource):
         """Generate the dataset unless ``root`` already holds one made with the same parameters."""
         root = Path(self.root)
         params = _params(self.num_samples, self.seed, self.image_size, self.num_objects)
-        if not _is_complete(root, params):
+        if not is_complete(root, params):
             generate_relational(root, self.num_samples, self.seed, self.image_size, self.num_objects)
