@@ -11,9 +11,10 @@ Rows (all on the manifest's own train/val/test split, scored on test):
 - ``image`` / ``audio``: the same config with the other modality deleted from ``data.modalities`` and
   ``model.encoders`` (written to ``<out>/<row>.yaml`` and given as a second ``--config``).
 - ``linear``: multinomial logistic regression (scikit-learn) on the same decoded inputs the model
-  reads: the resized, normalised pixels plus the log-mel frames cropped/padded to ``max_seconds`` and
-  averaged into 16 time bins; missing audio is the training mean. Its ``C`` is chosen on val. Needs a
-  Python with scikit-learn (``--sklearn-python``; not a project dependency); skipped without one.
+  reads: the resized, normalised pixels (channels averaged) plus the log-mel frames cropped/padded to
+  ``max_seconds`` and averaged into 16 time bins; missing audio is the training mean. ``linear_image``
+  and ``linear_audio``: the same on one input. ``C`` is chosen on val. Needs a Python with
+  scikit-learn (``--sklearn-python``; not a project dependency); skipped without one.
 
 Each ``mmfuse fit`` runs in a fresh process, one after another, so its wall time is the whole command
 (start-up, fit, test of the best checkpoint) and rows do not compete for cores.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -52,7 +54,7 @@ def _single_modality(keep: str, path: Path) -> None:
     path.write_text(yaml.safe_dump(override, sort_keys=False))
 
 
-def _fit(row: str, manifest: Path, out: Path) -> tuple[dict[str, float], float, str]:
+def _fit(row: str, manifest: Path, out: Path) -> tuple[dict[str, float], float, float, str]:
     run_dir = out / row
     args = ["--config", str(CONFIG.relative_to(ROOT))]
     if row in ("image", "audio"):
@@ -62,15 +64,21 @@ def _fit(row: str, manifest: Path, out: Path) -> tuple[dict[str, float], float, 
     if row == "fused_seed1":
         args += ["--seed_everything", "1"]
     cmd = ["mmfuse", "fit", *args, "--data.init_args.source.init_args.path", str(manifest)]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _children_cpu()
     done = subprocess.run(
         [*cmd, "--trainer.default_root_dir", str(run_dir)], cwd=ROOT, capture_output=True, text=True
     )
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu_start
     if done.returncode != 0:
         sys.exit(f"{row}: mmfuse fit failed ({done.returncode}):\n{done.stderr[-3000:]}")
     newest = max(run_dir.glob("**/test_metrics.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(newest.read_text()), wall, " ".join(args)
+    return json.loads(newest.read_text()), wall, cpu, " ".join(args)
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far, DataLoader workers included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _features(manifest: Path, path: Path) -> None:
@@ -87,7 +95,7 @@ def _features(manifest: Path, path: Path) -> None:
     rows = list(csv.DictReader(manifest.open()))
     xs, audio_ok, labels, splits = [], [], [], []
     for row in rows:
-        pixels = image.load(row["image"], manifest.parent, train=False)["pixel_values"].flatten()
+        pixels = image.load(row["image"], manifest.parent, train=False)["pixel_values"].mean(0).flatten()
         mel = torch.zeros(TIME_BINS * audio.n_mels)
         if row["audio"]:
             spec = audio.load(row["audio"], manifest.parent, train=False)["input_features"]  # (F, M)
@@ -116,7 +124,7 @@ p = d["n_pixels"]
 result = {}
 for name, cols in (("linear", slice(None)), ("linear_image", slice(0, p)), ("linear_audio", slice(p, None))):
     xs = StandardScaler().fit(x[tr][:, cols]).transform(x[:, cols])
-    fits = [LogisticRegression(C=c, max_iter=2000).fit(xs[tr], y[tr]) for c in (0.001, 0.01, 0.1, 1.0)]
+    fits = [LogisticRegression(C=c, max_iter=500).fit(xs[tr], y[tr]) for c in (0.001, 0.01, 0.1)]
     best = max(fits, key=lambda m: m.score(xs[va], y[va]))
     result[name] = {"test/acc": best.score(xs[te], y[te]), "C": best.C}
 print(json.dumps(result))
@@ -136,20 +144,20 @@ def _linear(manifest: Path, out: Path, python: str) -> tuple[dict[str, dict[str,
 
 def main(manifest: Path, out: Path, rows: list[str], python: str | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    print("| run | configs after `mmfuse fit` | test acc | wall time |")
-    print("|---|---|---|---|")
+    print("| run | configs after `mmfuse fit` | test acc | wall time | CPU time |")
+    print("|---|---|---|---|---|")
     for row in rows:
         if row == "linear":
             if python is None:
-                print("| linear | (skipped: no --sklearn-python) | | |")
+                print("| linear | (skipped: no --sklearn-python) | | | |")
                 continue
             results, wall = _linear(manifest, out, python)
             for name, metrics in results.items():
                 shown = f"(logistic regression, C={metrics['C']} chosen on val)"
-                print(f"| {name} | {shown} | {metrics['test/acc']:.3f} | {wall:.0f} s (all three) |")
+                print(f"| {name} | {shown} | {metrics['test/acc']:.3f} | {wall:.0f} s (all three) | |")
             continue
-        metrics, wall, shown = _fit(row, manifest, out)
-        print(f"| {row} | `{shown}` | {metrics['test/acc']:.3f} | {wall:.0f} s |", flush=True)
+        metrics, wall, cpu, shown = _fit(row, manifest, out)
+        print(f"| {row} | `{shown}` | {metrics['test/acc']:.3f} | {wall:.0f} s | {cpu:.0f} s |", flush=True)
 
 
 if __name__ == "__main__":

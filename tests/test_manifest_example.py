@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,11 @@ def test_every_line_a_user_must_set_is_marked() -> None:
     keys = " ".join(marked)
     for key in ("default_root_dir", "path:", "target:", "column: image", "column: audio"):
         assert key in keys, f"{key} is not on a line marked <-"
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["mmfuse"])  # LightningCLI warns when given args beside pytest's
 
 
 def test_the_text_block_switches_on_in_one_step(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
