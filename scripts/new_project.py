@@ -30,7 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # never rewritten when walking a tree that is not a git checkout: environments, caches, outputs, data
-SKIP_DIRS = {".git", ".venv", "venv", "runs", "wandb", "lightning_logs", "build", "dist", "node_modules"}
+SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "node_modules"}
+#: run outputs, skipped at the top level only: the package has a `lit/wandb/` of its own
+OUTPUT_DIRS = {"runs", "wandb", "lightning_logs"}
 SKIP_DIRS |= {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".ipynb_checkpoints"}
 
 
@@ -68,6 +70,8 @@ def project_files(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
         parts = path.relative_to(root).parts
         if any(p in SKIP_DIRS or p.endswith(".egg-info") for p in parts) or not path.is_file():
+            continue
+        if parts[0] in OUTPUT_DIRS:
             continue
         if parts[0] == "data" and parts[1:] != ("README.md",):
             continue  # datasets; data/README.md is the project's
