@@ -157,8 +157,8 @@ def run_setup(name: str, flops: float, device: str, args: argparse.Namespace, ru
         "samples/s": f"{rate:.1f}",
         "step ms": f"{1000 * statistics.median(compute):.1f}",
         "data wait": f"{100 * sum(wait) / wall:.0f}%",
-        "GFLOP/sample": f"{flops / 1e9:.2f}",
-        "MFU": "n/a" if peak is None else f"{100 * flops * rate / (peak * 1e12):.1f}%",
+        "GFLOP/sample": f"{flops / 1e9:.4g}",
+        "MFU": "n/a" if peak is None else f"{100 * flops * rate / (peak * 1e12):.2f}%",
         "peak GiB": "n/a" if memory is None else f"{memory:.1f}",
         "first step s": f"{timer.compute[0]:.1f}",
     }

@@ -9,7 +9,8 @@ Rows (all on the manifest's own train/val/test split, scored on test):
 - ``fused``: the example config as a user runs it, only its ``<-`` lines set (the manifest path and
   the run folder); ``fused_seed1``: the same with ``--seed_everything 1``.
 - ``image`` / ``audio``: the same config with the other modality deleted from ``data.modalities`` and
-  ``model.encoders`` (written to ``<out>/<row>.yaml`` and given as a second ``--config``).
+  ``model.encoders`` (written to ``<out>/<row>.yaml`` and given as a second ``--config``), with
+  ``on_bad_sample: skip``: rows without that modality are left out, listed in ``skipped_samples.csv``.
 - ``linear``: multinomial logistic regression (scikit-learn) on the same decoded inputs the model
   reads: the resized, normalised pixels (channels averaged) plus the log-mel frames cropped/padded to
   ``max_seconds`` and averaged into 16 time bins; missing audio is the training mean. ``linear_image``
@@ -60,7 +61,9 @@ def _fit(row: str, manifest: Path, out: Path) -> tuple[dict[str, float], float, 
     if row in ("image", "audio"):
         override = out / f"{row}.yaml"
         _single_modality(row, override)
-        args += ["--config", str(override)]
+        # a row without this modality has nothing to read: left out and listed (skipped_samples.csv),
+        # so a single modality is scored on the test rows that have it
+        args += ["--config", str(override), "--data.init_args.on_bad_sample", "skip"]
     if row == "fused_seed1":
         args += ["--seed_everything", "1"]
     cmd = ["mmfuse", "fit", *args, "--data.init_args.source.init_args.path", str(manifest)]
