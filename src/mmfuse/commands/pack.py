@@ -26,6 +26,8 @@ from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.modalities.image import ImageDataModule
 from mmfuse.data.modalities.image_modes import image_to_array
 from mmfuse.data.multimodal import MultimodalDataModule
+from mmfuse.data.sources.shard_files import expand
+from mmfuse.data.sources.shard_index import write_index
 from mmfuse.data.sources.shards import DEFAULT_MEMBERS
 
 DESCRIPTION = """\
@@ -39,6 +41,9 @@ becomes the member `png`, any other column `col` becomes `col.png`), its text as
 other column in one `json` member. With --resize_images, images are stored decoded and resized to
 the image modality's size (PNG, 8 bits per channel), so that training decodes small images; pixel
 values then differ from the original files' by less than half a grey level.
+
+Each shard gets its index beside it (train-000000.tar.idx), which loading reads instead of scanning
+the shard; `mmfuse index` writes the index of shards written by another tool.
 
 Every other argument is as for `mmfuse fit` (--config FILE, --data.init_args...).
 """
@@ -200,6 +205,11 @@ def pack(
                 last = writer.shard - 1
             written[split] = (f"{out}/{split}-{{000000..{last:06d}}}.tar", len(rows))
     config = _source_config(source, written, packer, extensions)
+    # each shard's index beside it: loading reads it instead of scanning (docs/scale.md)
+    inline = ["json", *config["init_args"]["text_members"]]
+    for pattern, _ in written.values():
+        for url in expand(pattern):
+            write_index(url, inline)
     with fsspec.open(f"{out}/source.yaml", "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
     return written
