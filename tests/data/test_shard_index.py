@@ -152,3 +152,18 @@ def test_index_command_indexes_what_it_can_and_names_the_rest(
     assert "2 of 3 shards indexed" in out
     assert not (img2dataset / "train-002.tar.idx").exists()
     assert (img2dataset / "train-001.tar.idx").read_text().count("\n") == 3  # its line and 2 samples
+
+
+def test_index_command_reads_the_shards_of_a_config(img2dataset: Path, tmp_path: Path) -> None:
+    source = {"train": f"{img2dataset}/train-{{000..001}}.tar", "test": f"{img2dataset}/test-000.tar"}
+    config = tmp_path / "source.yaml"
+    config.write_text(
+        yaml.safe_dump({"class_path": "mmfuse.data.ShardSource", "init_args": {**source, "text_members": []}})
+    )
+    root = Path(__file__).resolve().parents[2]
+    args = ["--config", str(root / "configs/quickstart.yaml"), "--data.init_args.source", str(config)]
+    assert index_main([*args, "--workers", "1"]) == 0
+    indexed = sorted(p.name for p in img2dataset.glob("*.idx"))
+    assert indexed == ["test-000.tar.idx", "train-000.tar.idx", "train-001.tar.idx"]
+    header = json.loads((img2dataset / "train-000.tar.idx").read_text().splitlines()[0])
+    assert header["inline"] == ["json"]  # the source reads no text member: only its JSON fields
