@@ -65,8 +65,10 @@ def header_problem(header: bytes, member: Member) -> str:
         return f"no tar header before {member.name} at byte {member.offset} ({e})"
     # a pax header before this one holds a name that is long or not ASCII; this one has its ASCII form
     ascii_name = member.name.encode("ascii", "replace").decode("ascii")
-    long_name = len(member.name.encode()) > 99 and any(
-        n.startswith(info.name[:40]) for n in (member.name, ascii_name)
+    long_name = (
+        len(member.name.encode()) > 99
+        and len(info.name) >= 40
+        and any(n.startswith(info.name[:40]) for n in (member.name, ascii_name))
     )
     if (info.name not in (member.name, ascii_name) and not long_name) or info.size != member.size:
         found, wanted = f"{info.name} ({info.size} bytes)", f"{member.name} ({member.size} bytes)"
