@@ -10,7 +10,7 @@ header: name, size, mtime) and which members' text the index holds (``inline``):
 then one line per sample in shard order: its key, its members (extension -> ``[offset, size]``, the
 member's name third where it is not ``key.extension``) and the text of its inline members::
 
-    ["000123", {"jpg": [1536, 5321], "json": [7680, 17], "txt": [8704, 16]},
+    ["000123", {"jpg": [1536, 5321], "json": [7680, 16], "txt": [8704, 16]},
      {"json": "{\\"label\\": \\"cat\\"}", "txt": "a photo of a cat"}]
 
 JSON lines, not a binary array file: the text and JSON members are strings (which arrays hold badly),
