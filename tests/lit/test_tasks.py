@@ -70,7 +70,9 @@ def test_masked_losses_equal_a_hand_computation() -> None:
         "cues": torch.tensor([[1.0, 0.0], [NAN, NAN], [0.0, NAN], [1.0, 1.0]]),
         "score": torch.tensor([0.5, NAN, NAN, 2.0]),
     }
-    out = ModelOutput(logits=logits, fused=FusionOutput(torch.zeros(4, 8), {}, {}), embeddings={})
+    out = ModelOutput(
+        logits=logits, fused=FusionOutput(torch.zeros(4, 8), {}, {}), embeddings={}, unimodal={}
+    )
     losses = module.task_losses(out, _text_batch(targets))
 
     def ce(row: int, y: int, eps: float = 0.1) -> float:
@@ -111,7 +113,7 @@ def test_a_task_without_targets_adds_zero_and_keeps_its_head_in_the_graph(fusion
     assert out.embeddings["text"].shape == (3, 8)
     losses = module.task_losses(out, batch)
     assert losses["cues"].value.item() == 0 and losses["score"].value.item() == 0
-    total = module.total_loss(losses, module.aux_losses(out, batch))
+    total = module.total_loss(losses, module.aux_losses(out, batch.present, batch))
     assert total.item() == pytest.approx(losses["label"].value.item())
     total.backward()
     # every parameter gets a gradient (zeros for the heads without targets): what DDP needs

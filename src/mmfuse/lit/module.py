@@ -15,18 +15,19 @@ from mmfuse.lit.contrastive import ContrastiveObjective
 from mmfuse.lit.cpu_threads import share_cores
 from mmfuse.lit.data_links import check_data_matches_model
 from mmfuse.lit.epoch_metrics import EpochMetrics
+from mmfuse.lit.objectives import Objectives
 from mmfuse.lit.optim import param_groups
 from mmfuse.lit.safe_loading import SafeLoading, drop_live_hyperparameters
 from mmfuse.lit.schedules import Interval, lr_scheduler_config
 from mmfuse.lit.skipped_rows import report_skipped_rows
-from mmfuse.lit.task_metrics import RegressionLoss, TaskLoss, check_tasks, predictions, task_loss
+from mmfuse.lit.task_metrics import RegressionLoss, TaskLoss, check_tasks, predictions
 from mmfuse.models.fusion.base import Fuser
 from mmfuse.models.modality_dropout import drop_modalities
 from mmfuse.models.multimodal import ModelOutput, MultimodalModel
 from mmfuse.types import Batch
 
 
-class MultimodalModule(SafeLoading, pl.LightningModule):
+class MultimodalModule(SafeLoading, Objectives, pl.LightningModule):
     """Trains encoders + fuser + one head per task (multiclass, multilabel, regression).
 
     Encoders and the fuser are built elsewhere (YAML ``class_path``/``init_args``) and injected.
@@ -53,6 +54,11 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         modality_dropout: in training, each present modality of each sample is dropped (masked as
             absent) with this probability, never all of a sample's modalities, so that the model
             learns to cope with missing inputs. Encoders still run on every batch (a fixed graph for DDP).
+        unimodal_loss: > 0: each modality also gets a head per task on its own pooled encoding, and
+            its loss (on the samples that have the modality), times this weight, joins the training
+            loss, so that a weaker modality's encoder learns as if trained alone instead of leaning
+            on the stronger one (Wang et al., "What Makes Training Multi-modal Classification
+            Networks Hard?", CVPR 2020). The fused heads alone make the predictions.
         optimizer: optimizer factory, e.g. ``{class_path: torch.optim.AdamW, init_args: {lr: 0.001}}``.
         scheduler: optional learning-rate scheduler factory: ``mmfuse.lit.schedules.WarmupCosine`` or
             ``OneCycle`` (per step, as long as the run), a ``torch.optim.lr_scheduler`` class (per epoch)
@@ -81,6 +87,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         label_smoothing: float = 0.0,
         regression_loss: RegressionLoss = "mse",
         modality_dropout: float = 0.0,
+        unimodal_loss: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Interval | None = None,
@@ -126,7 +133,10 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         self.scheduler_monitor = scheduler_monitor
         by_name = {t["name"]: t for t in self.tasks}
         outputs = {n: output_width(t) for n, t in by_name.items()}
-        self.model = MultimodalModel(encoders, fusion, outputs, head_hidden, head_dropout)
+        if unimodal_loss < 0:
+            raise ValueError(f"unimodal_loss must be >= 0, got {unimodal_loss}")
+        self.unimodal_loss = unimodal_loss
+        self.model = MultimodalModel(encoders, fusion, outputs, head_hidden, head_dropout, unimodal_loss > 0)
         if contrastive is not None:
             contrastive.bind(list(self.model.encoders))  # its pairs and their recall metrics
         if compile:
@@ -148,23 +158,6 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
     def class_names(self) -> list[str]:
         """The class names of :attr:`task` (``[]`` without a multiclass task)."""
         return next((list(t["names"]) for t in self.tasks if t["name"] == self.task), [])
-
-    @property
-    def has_aux_losses(self) -> bool:
-        """Whether :meth:`aux_losses` adds an objective beside the tasks."""
-        return self.contrastive is not None
-
-    def aux_losses(self, output: ModelOutput, present: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Training objectives beside the tasks, name -> weighted scalar loss, added to the total.
-
-        The contrastive loss over ``output.embeddings``, with the presence the model saw (after
-        modality dropout). Override it together with :attr:`has_aux_losses` for another objective
-        that needs no target.
-        """
-        if self.contrastive is None:
-            return {}
-        loss = self.contrastive.loss(output.embeddings, present).loss
-        return {"contrastive": self.contrastive.weight * loss}
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -189,27 +182,6 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
             present = drop_modalities(present, self.modality_dropout)
         return present
 
-    def task_losses(self, output: ModelOutput, batch: Batch) -> dict[str, TaskLoss]:
-        """Each task's loss over its observed targets in the batch."""
-        return {
-            t["name"]: task_loss(
-                t["kind"],
-                output.logits[t["name"]],
-                batch.targets[t["name"]],
-                self.label_smoothing,
-                self.regression_loss,
-            )
-            for t in self.tasks
-        }
-
-    def total_loss(self, losses: dict[str, TaskLoss], aux: dict[str, Tensor]) -> Tensor:
-        """Weighted sum of the task losses (a task without an observed target adds a zero that keeps
-        its head in the graph) plus the auxiliary losses."""
-        terms = [self.task_weights[name] * loss.value for name, loss in losses.items()]
-        if not terms and not aux:  # evaluating a model without tasks: nothing to add up
-            return torch.zeros((), device=self.device)
-        return torch.stack([*terms, *aux.values()]).sum()
-
     def _step(self, stage: str, batch: Batch) -> tuple[ModelOutput, dict[str, TaskLoss], Tensor]:
         present = self.effective_present(batch)  # drawn once: the model and every objective see the same
         output = self(batch, present)
@@ -217,7 +189,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         # auxiliary objectives train only: the contrastive loss gathers every rank's batch, a collective
         # that would hang evaluation where ranks have different numbers of batches; evaluation measures
         # the alignment as retrieval recall instead, synced once per epoch
-        aux = self.aux_losses(output, present) if stage == "train" else {}
+        aux = self.aux_losses(output, present, batch) if stage == "train" else {}
         if stage == "train":
             for name, value in aux.items():
                 self.log(f"train/{name}_loss", value.detach(), on_step=True, batch_size=len(batch))

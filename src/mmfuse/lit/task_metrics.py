@@ -45,6 +45,14 @@ def observed_mask(kind: TaskKind, target: Tensor) -> Tensor:
     return target >= 0 if kind == "multiclass" else ~torch.isnan(target)
 
 
+def hide_targets(kind: TaskKind, target: Tensor, keep: Tensor) -> Tensor:
+    """``target`` with the rows where ``keep`` (``(B,)`` bool) is False made missing."""
+    if kind == "multiclass":
+        return target.masked_fill(~keep, -1)
+    keep = keep.view(-1, *[1] * (target.dim() - 1))  # (B,) or (B, 1) for multilabel
+    return torch.where(keep, target, torch.full_like(target, float("nan")))
+
+
 def task_loss(
     kind: TaskKind,
     output: Tensor,

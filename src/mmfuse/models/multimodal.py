@@ -19,11 +19,14 @@ class ModelOutput(NamedTuple):
     fused: what the fuser returned (pooled features, per-modality features, attention maps).
     embeddings: modality -> ``(B, D)`` its encoder's tokens, mean-pooled over real tokens, before
         fusion (zeros where the modality is absent): what a contrastive objective reads.
+    unimodal: task -> modality -> ``(B, K)``: each modality's own head on its embedding (empty unless
+        the model has unimodal heads; a late fuser's per-modality heads are these).
     """
 
     logits: dict[str, Tensor]
     fused: FusionOutput
     embeddings: dict[str, Tensor]
+    unimodal: dict[str, dict[str, Tensor]]
 
 
 class MultimodalModel(nn.Module):
@@ -40,6 +43,8 @@ class MultimodalModel(nn.Module):
             (no head: the model then only encodes and fuses).
         head_hidden: hidden width of each head's MLP (0: linear heads).
         head_dropout: dropout in the heads.
+        unimodal_heads: also give each modality a head per task on its own embedding (the late
+            fuser's per-modality heads serve), for a loss that trains each encoder as if alone.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class MultimodalModel(nn.Module):
         outputs: Mapping[str, int],
         head_hidden: int = 0,
         head_dropout: float = 0.0,
+        unimodal_heads: bool = False,
     ) -> None:
         super().__init__()
         _check_compatible(encoders, fusion)
@@ -68,6 +74,18 @@ class MultimodalModel(nn.Module):
             else:
                 heads[task] = head(width)
         self.heads = nn.ModuleDict(heads)
+        own = unimodal_heads and not fusion.decision_level  # a late fuser's heads are per modality already
+        self.unimodal_heads = nn.ModuleDict(
+            {
+                t: nn.ModuleDict(
+                    {m: TaskHead(fusion.d_model, w, head_hidden, head_dropout) for m in self.encoders}
+                )
+                for t, w in outputs.items()
+            }
+            if own
+            else {}
+        )
+        self.has_unimodal = unimodal_heads
 
     def encode(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> dict[str, EncoderOutput]:
         """Run every encoder on its own inputs (every encoder runs, present or not: a fixed graph for DDP)."""
@@ -90,13 +108,18 @@ class MultimodalModel(nn.Module):
         }
         fused = self.fusion(encoded, present)
         logits: dict[str, Tensor] = {}
+        unimodal: dict[str, dict[str, Tensor]] = {}
         for task, head in self.heads.items():
             if self.fusion.decision_level:
                 per_modality = {m: h(fused.per_modality[m]) for m, h in cast(nn.ModuleDict, head).items()}
                 logits[task] = self.fusion.combine(per_modality, present)
+                if self.has_unimodal:
+                    unimodal[task] = per_modality
             else:
                 logits[task] = head(fused.pooled)  # (B, K)
-        return ModelOutput(logits=logits, fused=fused, embeddings=embeddings)
+        for task, heads in self.unimodal_heads.items():
+            unimodal[task] = {m: h(embeddings[m]) for m, h in cast(nn.ModuleDict, heads).items()}
+        return ModelOutput(logits=logits, fused=fused, embeddings=embeddings, unimodal=unimodal)
 
 
 def _check_compatible(encoders: Mapping[str, nn.Module], fusion: Fuser) -> None:
