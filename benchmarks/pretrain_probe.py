@@ -12,7 +12,7 @@ fresh process, one after another (the commands are printed):
 
 1. **pre-train** (``configs/experiments/contrastive_pretrain.yaml``): image and text encoders aligned
    by InfoNCE, no label read; its last checkpoint is used.
-2. **embed** the test split with ``--retrieval --zero-shot colour --prompt "the {} dot"``: recall@1
+2. **embed** the test split with ``--retrieval --zero_shot colour --prompt "the {} dot"``: recall@1
    both ways against chance (1/N) and against the most this data allows (only the colour is shared: a
    model that knows it perfectly finds the true caption among the n_c test captions of that colour,
    recall@1 = mean of 1/n_c); how often an image's nearest caption names its colour; zero-shot accuracy.
@@ -95,7 +95,7 @@ def fit_printed(configs: Sequence[str], run_dir: Path, extra: Sequence[str]) -> 
 
 def embed(configs: Sequence[str], extra: Sequence[str], ckpt: Path, out: Path) -> None:
     cmd = ["mmfuse", "embed", *config_args(configs), *extra, "--ckpt_path", str(ckpt), "--split", "test"]
-    cmd += ["--retrieval", "--zero-shot", "colour", "--prompt", PROMPT, "--output", str(out)]
+    cmd += ["--retrieval", "--zero_shot", "colour", "--prompt", PROMPT, "--output", str(out)]
     print("$", shlex.join(cmd), flush=True)
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if done.returncode:

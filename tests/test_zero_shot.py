@@ -1,4 +1,4 @@
-"""``mmfuse embed --zero-shot``: prompts tokenised by the data and pooled as captions, a known answer."""
+"""``mmfuse embed --zero_shot``: prompts tokenised by the data and pooled as captions, a known answer."""
 
 from __future__ import annotations
 

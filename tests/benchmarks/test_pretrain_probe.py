@@ -1,4 +1,4 @@
-"""benchmarks/pretrain_probe.py --quick: pre-training, embed --zero-shot, a probe from its encoder and a
+"""benchmarks/pretrain_probe.py --quick: pre-training, embed --zero_shot, a probe from its encoder and a
 from-scratch run, all through the real commands (the figures: the script's, in the README)."""
 
 from __future__ import annotations

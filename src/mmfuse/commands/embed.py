@@ -46,12 +46,12 @@ Load it with numpy.load(path). An absent modality's embedding is zeros (and _pre
 With --retrieval, every pair of modalities is also evaluated as cross-modal retrieval over the split
 (cosine similarity; only samples that have both): recall@1/5/10 both ways and the median rank of the
 true match, printed and written to retrieval.json beside it.
-With --zero-shot [TASK_OR_COLUMN], every other modality is classified zero-shot through the text
+With --zero_shot [TASK_OR_COLUMN], every other modality is classified zero-shot through the text
 modality: each sample takes the class whose prompt (--prompt, "{}" filled with the class name,
 tokenised by the data's text module) is nearest by cosine to its embedding, the prompt embedded by
 the text encoder as a caption is. The classes are a multiclass task's (default: the data's first) or
-those of any manifest column; accuracy, per-class counts and the confusion matrix are printed and
-written to zero_shot.json beside the embeddings. Meaningful for a model trained with the contrastive
+those of any manifest column. Accuracy and per-class counts are printed, and written with the
+confusion matrix to zero_shot.json beside the embeddings. Meaningful for a model trained with the contrastive
 objective on data whose text names the classes.
 
 Every other argument is as for `mmfuse predict` (--config FILE, --data.*, --trainer.*), so the config
@@ -60,7 +60,7 @@ you trained with is the config you embed with.
 EXAMPLE = """\
 examples:
   mmfuse embed --config configs/quickstart.yaml --ckpt_path last --split test --retrieval
-  mmfuse embed --config CONFIG --ckpt_path last --zero-shot colour --prompt "the {} dot"
+  mmfuse embed --config CONFIG --ckpt_path last --zero_shot colour --prompt "the {} dot"
 """
 KS = (1, 5, 10)
 
@@ -158,6 +158,7 @@ def main(args: list[str]) -> int:
         help="also evaluate cross-modal retrieval between every pair of modalities",
     )
     parser.add_argument(
+        "--zero_shot",
         "--zero-shot",
         nargs="?",
         const="",

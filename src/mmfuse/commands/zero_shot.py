@@ -1,4 +1,4 @@
-"""``mmfuse embed --zero-shot``: classify a split's samples by their nearest class-name prompt.
+"""``mmfuse embed --zero_shot``: classify a split's samples by their nearest class-name prompt.
 
 The classes and each sample's true class come from the data (a multiclass task, or any manifest
 column); the prompts are tokenised by the data's own text module (the tokenizer or vocabulary the
@@ -61,8 +61,8 @@ def class_labels(manifest: Manifest, rows: Sequence[Row], ids: Sequence[str], by
     if by is None:
         if not tasks:
             raise ConfigError(
-                f"--zero-shot: the data has no multiclass task; name the column holding each sample's "
-                f"class: --zero-shot COLUMN (columns: {manifest.columns})"
+                f"--zero_shot: the data has no multiclass task; name the column holding each sample's "
+                f"class: --zero_shot COLUMN (columns: {manifest.columns})"
             )
         task = tasks[0]
     else:
@@ -75,7 +75,7 @@ def class_labels(manifest: Manifest, rows: Sequence[Row], ids: Sequence[str], by
             )
         else:
             raise ConfigError(
-                f"--zero-shot {by}: no multiclass task {[t.name for t in tasks]} or column of "
+                f"--zero_shot {by}: no multiclass task {[t.name for t in tasks]} or column of "
                 f"{manifest.path} {manifest.columns} has that name"
             )
     index = {name: i for i, name in enumerate(task.names)}
@@ -133,7 +133,7 @@ def text_modality(modalities: Mapping[str, Any], encoders: Collection[str]) -> s
     found = [m for m, dm in modalities.items() if isinstance(dm, TextDataModule) and m in encoders]
     if len(found) != 1:
         raise ConfigError(
-            f"--zero-shot needs exactly one text modality to embed the class prompts with, found {found} "
+            f"--zero_shot needs exactly one text modality to embed the class prompts with, found {found} "
             f"(modalities: {sorted(modalities)})"
         )
     return found[0]
