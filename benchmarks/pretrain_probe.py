@@ -13,9 +13,10 @@ fresh process, one after another (the commands are printed):
 1. **pre-train** (``configs/experiments/contrastive_pretrain.yaml``): image and text encoders aligned
    by InfoNCE, no label read; its last checkpoint is used.
 2. **embed** the test split with ``--retrieval --zero_shot colour --prompt "the {} dot"``: recall@1
-   both ways against chance (1/N) and against the most this data allows (only the colour is shared: a
-   model that knows it perfectly finds the true caption among the n_c test captions of that colour,
-   recall@1 = mean of 1/n_c); how often an image's nearest caption names its colour; zero-shot accuracy.
+   both ways against chance (1/N) and against what this data allows (only the colour is shared: a
+   model that matches it perfectly and nothing else finds the true caption among the n_c test
+   captions of that colour, expected recall@1 = mean of 1/n_c); how often an image's nearest caption
+   names its colour; zero-shot accuracy.
 3. **few labels**: for each K in ``--labels-per-class`` and each seed, an image-only colour classifier
    trained on K labelled images per class (``data.train_per_class``, drawn by the seed; val and test
    stay whole, the best val checkpoint is tested): a **probe** (the pre-trained image encoder frozen,
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[str]:
         f"pre-training: {args.samples} samples, {args.pretrain_epochs} epochs, no labels; "
         f"test N={a['samples']}",
         f"recall@1 image->text {a['image_to_text']:.3f}, text->image {a['text_to_image']:.3f} "
-        f"(chance 1/N = {a['chance']:.4f}; at most {a['ceiling']:.3f} when only the colour is shared); "
+        f"(chance 1/N = {a['chance']:.4f}; matching the colour and nothing else: {a['ceiling']:.3f}); "
         f"median rank {a['median_rank']:g}",
         f"nearest caption names the image's colour: {a['same_colour']:.3f} (chance ~1/6)",
         f"zero-shot colour accuracy, prompt {PROMPT!r}: {a['zero_shot']:.3f} (chance 1/6 = 0.167)",

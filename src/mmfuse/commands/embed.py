@@ -51,8 +51,8 @@ modality: each sample takes the class whose prompt (--prompt, "{}" filled with t
 tokenised by the data's text module) is nearest by cosine to its embedding, the prompt embedded by
 the text encoder as a caption is. The classes are a multiclass task's (default: the data's first) or
 those of any manifest column. Accuracy and per-class counts are printed, and written with the
-confusion matrix to zero_shot.json beside the embeddings. Meaningful for a model trained with the contrastive
-objective on data whose text names the classes.
+confusion matrix to zero_shot.json beside the embeddings. Meaningful for a model trained with the
+contrastive objective on data whose text names the classes.
 
 Every other argument is as for `mmfuse predict` (--config FILE, --data.*, --trainer.*), so the config
 you trained with is the config you embed with.
