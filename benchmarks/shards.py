@@ -1,6 +1,7 @@
 """Per-file manifest vs WebDataset shards: the same small samples through the same decoders.
 
     python benchmarks/shards.py --samples 10000
+    python benchmarks/shards.py --index 100000  # only: loading shards by scanning them vs by their index
 
 Writes N samples (a 32-px PNG, a caption, a 0.25 s WAV; the quickstart's modalities) as files with a
 manifest, packs them with ``mmfuse pack`` (2 workers), and times the train DataLoader on each, with
@@ -10,18 +11,25 @@ both read from the page cache: what is compared is the cost per sample of openin
 offsets in a few open shards, not a cold disk. Then the shards are served by ``python -m http.server``
 on 127.0.0.1 and read as ``simplecache::http://...`` (that server answers no byte ranges; fsspec
 fetches each shard once per process and reads it locally).
+
+With ``--index N``: N tiny samples (64 bytes of "image", a caption, a JSON label) in shards of 10,000,
+loaded by ``ShardSource.load()`` twice, first scanning every tar header, then from the index beside
+each shard (``mmfuse index``); both give the same rows, and both include building them.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import io
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +40,8 @@ from PIL import Image
 
 from mmfuse.commands.pack import pack
 from mmfuse.data import AudioDataModule, ImageDataModule, ManifestSource, MultimodalDataModule, TextDataModule
+from mmfuse.data.sources.shard_files import expand, scan
+from mmfuse.data.sources.shard_index import read_index, write_index
 from mmfuse.data.sources.shards import ShardSource
 
 VARIANTS = 64  # distinct images and sounds, written under N names: every file is opened on its own
@@ -150,6 +160,65 @@ def compare(n: int, model: float | None = None) -> None:
         print(f"{line}| {vs_model} | {opened} |")
 
 
+def write_tiny_shards(folder: Path, n: int, per_shard: int = 10000) -> str:
+    """N tiny samples in tar shards as img2dataset lays them out; returns the shards' pattern."""
+    rng = np.random.default_rng(0)
+    shards = (n + per_shard - 1) // per_shard
+    for s in range(shards):
+        with tarfile.open(folder / f"train-{s:06d}.tar", "w") as tar:
+            for i in range(s * per_shard, min(n, (s + 1) * per_shard)):
+                members = {
+                    "jpg": rng.integers(0, 255, 64, dtype=np.uint8).tobytes(),
+                    "txt": f"a photo number {i % 97}".encode(),
+                    "json": f'{{"label": "{i % 4}"}}'.encode(),
+                }
+                for extension, data in members.items():
+                    info = tarfile.TarInfo(f"{i:09d}.{extension}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return f"{folder}/train-{{000000..{shards - 1:06d}}}.tar"
+
+
+def index_vs_scan(n: int) -> None:
+    """Print seconds to load N tiny samples' shards by scanning them and by their index: the shards'
+    part alone (``scan`` vs ``read_index``) and ``ShardSource.load()`` (which also builds the rows)."""
+    small = {"txt", "json"}
+    times: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # this process's CPU seconds: what a shared machine's load does not inflate
+
+    def timed_part(name: str, fn: Callable[[], Any]) -> Any:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        times[name], cpu[name] = time.perf_counter() - start, time.process_time() - start_cpu
+        return result
+
+    gc.disable()  # as ShardSource.load does: millions of small objects, no cycles
+    try:
+        with tempfile.TemporaryDirectory(prefix="mmfuse-index-") as tmp:
+            urls = expand(write_tiny_shards(Path(tmp), n))
+            source = ShardSource(train=" ".join(urls))
+            scanned = timed_part("scan", lambda: [s for url in urls for s, _ in scan(url, small)])
+            rows = timed_part("load scan", lambda: [(r.id, r.cells) for r in source.load().rows])
+            timed_part("write", lambda: [write_index(url, sorted(small)) for url in urls])
+            index_bytes = sum(p.stat().st_size for p in Path(tmp).glob("*.idx"))
+            indexed = timed_part("index", lambda: [s for u in urls for s, _ in read_index(u, small)[0] or []])
+            same = timed_part("load index", lambda: [(r.id, r.cells) for r in source.load().rows]) == rows
+    finally:
+        gc.enable()
+    same = same and scanned == indexed
+    print(f"\n{n} tiny samples in {len(urls)} shards; the same samples and rows both ways: {same}")
+    print(f"index files: {index_bytes / n:.0f} bytes a sample; writing them took {times['write']:.2f} s")
+    columns = ["step", "by scanning s (CPU)", "by the index s (CPU)", "CPU us a sample", "faster (CPU)"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|")
+    steps = (("the shards' samples", "scan", "index"), ("load() (+ rows)", "load scan", "load index"))
+    for step, a, b in steps:
+        us = f"{1e6 * cpu[a] / n:.0f} / {1e6 * cpu[b] / n:.0f}"
+        scanning, indexed = f"{times[a]:.2f} ({cpu[a]:.2f})", f"{times[b]:.2f} ({cpu[b]:.2f})"
+        faster = f"{times[a] / times[b]:.1f}x ({cpu[a] / cpu[b]:.1f}x)"
+        print(f"| {step} | {scanning} | {indexed} | {us} (scan / index) | {faster} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -157,7 +226,14 @@ def main() -> None:
     parser.add_argument(
         "--samples", type=int, default=10000, help="samples to write and read (default 10000)"
     )
-    compare(parser.parse_args().samples)
+    parser.add_argument(
+        "--index", type=int, default=0, help="only: load N tiny samples' shards by scan and by index"
+    )
+    args = parser.parse_args()
+    if args.index:
+        index_vs_scan(args.index)
+    else:
+        compare(args.samples)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,18 @@ def test_the_shard_benchmark_prints_every_row(capsys: pytest.CaptureFixture[str]
     assert len(table) == 1 + 7  # the header, 3 + 3 local rows, 1 over HTTP
     assert table[-1].startswith("| shards over HTTP (loopback) | 2 |")
     assert "| manifest (per file) | 2 |" in table[3] and table[3].endswith("| 392 |")  # 196 train, 2 files
+
+
+def test_the_index_benchmark_compares_scan_and_index_on_the_same_rows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = importlib.util.spec_from_file_location("shards_benchmark", ROOT / "benchmarks" / "shards.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["shards_benchmark"] = module
+    spec.loader.exec_module(module)
+    module.index_vs_scan(300)
+    out = capsys.readouterr().out
+    assert "300 tiny samples in 1 shards; the same samples and rows both ways: True" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| the shards' samples", "| load() (+ rows)"]

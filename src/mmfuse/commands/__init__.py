@@ -27,6 +27,12 @@ def _pack(args: list[str]) -> int:
     return main(args)
 
 
+def _index(args: list[str]) -> int:
+    from mmfuse.commands.index import main
+
+    return main(args)
+
+
 def _embed(args: list[str]) -> int:
     from mmfuse.commands.embed import main
 
@@ -38,6 +44,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "check-data": _check_data,
     "ablate": _ablate,
     "pack": _pack,
+    "index": _index,
     "embed": _embed,
 }
 
@@ -45,6 +52,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 PURPOSES: dict[str, str] = {
     "check-data": "Check the manifest, every file it references and the data against the model before a run.",
     "pack": "Write a config's manifest into WebDataset shards per split, and the source that reads them.",
+    "index": "Index existing WebDataset shards once, so that loading reads the index instead of scanning.",
     "ablate": "Test a checkpoint with every non-empty subset of its modalities and tabulate the metrics.",
     "embed": "Write a checkpoint's per-modality and fused embeddings of a split; cross-modal retrieval.",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 from collections.abc import Iterator
@@ -19,13 +20,16 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from mmfuse.commands.config import build_data, parse_config
-from mmfuse.data.manifest.errors import DataError
+from mmfuse.data.manifest.errors import DataError, SampleError
 from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
 from mmfuse.data.manifest.source import ManifestSource
+from mmfuse.data.modalities.audio import AudioDataModule
 from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.modalities.image import ImageDataModule
 from mmfuse.data.modalities.image_modes import image_to_array
 from mmfuse.data.multimodal import MultimodalDataModule
+from mmfuse.data.sources.shard_files import expand
+from mmfuse.data.sources.shard_index import write_index
 from mmfuse.data.sources.shards import DEFAULT_MEMBERS
 
 DESCRIPTION = """\
@@ -38,7 +42,14 @@ Each sample is one key: its media files as members (an image column `image` with
 becomes the member `png`, any other column `col` becomes `col.png`), its text as `txt`, every
 other column in one `json` member. With --resize_images, images are stored decoded and resized to
 the image modality's size (PNG, 8 bits per channel), so that training decodes small images; pixel
-values then differ from the original files' by less than half a grey level.
+values then differ from the original files' by less than half a grey level. With --audio_features,
+audio is stored as the audio modality's log-mel frames (column.npz, with the settings they were
+computed with, checked when read), so that training skips decoding and the STFT; a train clip longer
+than max_seconds is refused (training crops a random window of its waveform), and the frames must be
+packed again after changing an audio setting.
+
+Each shard gets its index beside it (train-000000.tar.idx), which loading reads instead of scanning
+the shard; `mmfuse index` writes the index of shards written by another tool.
 
 Every other argument is as for `mmfuse fit` (--config FILE, --data.init_args...).
 """
@@ -63,6 +74,11 @@ def main(args: list[str]) -> int:
     parser.add_argument(
         "--resize_images", action="store_true", help="store images decoded and resized to the modality's size"
     )
+    parser.add_argument(
+        "--audio_features",
+        action="store_true",
+        help="store audio as the modality's log-mel frames (.npz); train clips must fit max_seconds",
+    )
     own, rest = parser.parse_known_args(args)
     if not any(a == "--config" or a.startswith(("--config=", "--data")) for a in rest):
         parser.error("give the run's config: --config FILE (and any --data.* overrides)")
@@ -77,7 +93,14 @@ def main(args: list[str]) -> int:
         parser.error(f"{type(data).__name__} has no `source`: nothing to pack")
     console = Console(soft_wrap=True)
     written = pack(
-        source, modalities, own.out, own.samples_per_shard, own.max_shard_mb, own.workers, own.resize_images
+        source,
+        modalities,
+        own.out,
+        own.samples_per_shard,
+        own.max_shard_mb,
+        own.workers,
+        own.resize_images,
+        own.audio_features,
     )
     for split, (pattern, count) in written.items():
         console.print(f"{split}: {count} samples -> {escape(pattern)}")
@@ -93,6 +116,11 @@ class Packer:
         source: its source (for the id and split column names, which are not copied as fields).
         modalities: modality name -> its DataModule (which column, whether the cell is a file).
         resize_images: store images decoded and resized to their modality's size.
+        audio_features: store audio as its log-mel frames (``column.npz``), computed as the audio
+            modality computes them.
+
+    Raises:
+        ValueError: ``audio_features`` with an audio modality that reads waveforms.
     """
 
     def __init__(
@@ -101,6 +129,7 @@ class Packer:
         source: ManifestSource,
         modalities: dict[str, ModalityDataModule],
         resize_images: bool,
+        audio_features: bool = False,
     ) -> None:
         self.root = manifest.root
         self.path = str(manifest.path)
@@ -111,6 +140,16 @@ class Packer:
             resize = isinstance(dm, ImageDataModule) and resize_images
             spec = (dm.channels, dm.size, dm.alpha_background) if isinstance(dm, ImageDataModule) else None
             self.columns.append((dm.column, dm.cell_is_path, spec if resize else None))
+        # audio column -> the AudioDataModule's settings, to build it again in a worker process
+        self.audio: dict[str, dict[str, Any]] = {}
+        for dm in modalities.values() if audio_features else []:
+            if isinstance(dm, AudioDataModule):
+                if dm.features != "log_mel":
+                    raise ValueError(
+                        f"--audio_features stores log-mel frames, but the audio column {dm.column!r} is "
+                        f"read as features={dm.features!r}"
+                    )
+                self.audio[dm.column] = {"resample": dm.resample, **dm.feature_settings()}
         # every other column (targets, extra fields) goes into the json member
         taken = {source.id_column, source.split_column, "id", "split", *(c for c, _, _ in self.columns)}
         self.fields = [c for c in manifest.columns if c not in taken]
@@ -137,9 +176,40 @@ class Packer:
                 raise DataError(
                     reason, file=self.path, row=row.row, sample_id=row.id, column=column
                 ) from None
+            if column in self.audio:
+                features = self._features(data, row, column)
+                if features is not None:  # else the file itself: training reports what is wrong with it
+                    extension, data = f"{column}.npz", features
             sample[extension] = data if resize is None else _resized(data, *resize)
         sample["json"] = json.dumps({c: row.cells.get(c, "") for c in self.fields}).encode("utf-8")
         return sample
+
+    def _features(self, data: bytes, row: Row, column: str) -> bytes | None:
+        """The clip's log-mel frames as an ``.npz`` (None: the file does not decode).
+
+        Raises:
+            DataError: a train clip longer than ``max_seconds``, whose random crop needs the waveform.
+        """
+        audio = _audio_module(**self.audio[column])
+        cell = row.cells[column]
+        try:
+            wave = audio.decode_wave(io.BytesIO(data), cell)
+        except SampleError:
+            return None
+        if row.split == "train" and len(wave) > audio.max_samples:
+            reason = (
+                f"{cell} lasts {len(wave) / audio.sample_rate:.2f} s, over max_seconds={audio.max_seconds}: "
+                "training crops a random window of its waveform, which precomputed frames cannot give "
+                "(pack without --audio_features, or cut the clips to max_seconds)"
+            )
+            raise DataError(reason, file=self.path, row=row.row, sample_id=row.id, column=column)
+        return audio.precompute(wave[: audio.max_samples])  # val/test: the start, as they are read
+
+
+@functools.lru_cache(maxsize=4)
+def _audio_module(**settings: Any) -> AudioDataModule:
+    """The audio modality that computes the frames, built once per process from its settings."""
+    return AudioDataModule(**settings)
 
 
 def _resized(data: bytes, channels: int, size: int, background: int) -> bytes:
@@ -161,6 +231,7 @@ def pack(
     max_shard_mb: float = 1000.0,
     workers: int = 2,
     resize_images: bool = False,
+    audio_features: bool = False,
 ) -> dict[str, tuple[str, int]]:
     """Write every split of ``source`` into shards under ``out`` and ``out/source.yaml``.
 
@@ -174,7 +245,7 @@ def pack(
 
     source.prepare()
     manifest = source.load()
-    packer = Packer(manifest, source, dict(sorted(modalities.items())), resize_images)
+    packer = Packer(manifest, source, dict(sorted(modalities.items())), resize_images, audio_features)
     out = out.rstrip("/")
     fsspec.filesystem(fsspec.core.split_protocol(out)[0] or "file").makedirs(out, exist_ok=True)
     written: dict[str, tuple[str, int]] = {}
@@ -200,6 +271,11 @@ def pack(
                 last = writer.shard - 1
             written[split] = (f"{out}/{split}-{{000000..{last:06d}}}.tar", len(rows))
     config = _source_config(source, written, packer, extensions)
+    # each shard's index beside it: loading reads it instead of scanning (docs/scale.md)
+    inline = ["json", *config["init_args"]["text_members"]]
+    for pattern, _ in written.values():
+        for url in expand(pattern):
+            write_index(url, inline)
     with fsspec.open(f"{out}/source.yaml", "w") as f:
         yaml.safe_dump(config, f, sort_keys=False)
     return written

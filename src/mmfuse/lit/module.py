@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass, output_width
 from mmfuse.lit.contrastive import ContrastiveObjective
+from mmfuse.lit.cpu_threads import share_cores
 from mmfuse.lit.data_links import check_data_matches_model
 from mmfuse.lit.epoch_metrics import EpochMetrics
 from mmfuse.lit.optim import param_groups
@@ -172,6 +173,7 @@ class MultimodalModule(SafeLoading, pl.LightningModule):
         if datamodule is not None:
             report_skipped_rows(self.trainer, datamodule)  # after the data's setup, which chose the rows
             check_data_matches_model(datamodule, self.model)
+            share_cores(getattr(datamodule, "num_workers", 0), self.trainer.num_devices)
 
     def forward(self, batch: Batch, present: dict[str, Tensor] | None = None) -> ModelOutput:
         """The model's output; ``present`` defaults to :meth:`effective_present`."""

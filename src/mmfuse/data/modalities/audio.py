@@ -4,6 +4,7 @@ or the waveform itself (for wav2vec2-style pretrained encoders)."""
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -134,10 +135,25 @@ class AudioDataModule(ModalityDataModule):
         return self._decode(str(path), str(path), train)
 
     def load_bytes(self, data: bytes, name: str, train: bool) -> Sample:
-        """Decode one audio file read from elsewhere (a shard member), as :meth:`load` decodes a file."""
+        """Decode one audio file read from elsewhere (a shard member), as :meth:`load` decodes a file;
+        a ``.npz`` member holds log-mel frames computed beforehand (``mmfuse pack --audio_features``)."""
+        if name.endswith(".npz"):
+            return self._precomputed(data, name)
         return self._decode(io.BytesIO(data), name, train)
 
     def _decode(self, source: str | BinaryIO, name: str, train: bool) -> Sample:
+        wave = self._crop(self.decode_wave(source, name), train)
+        if self.features == "waveform":
+            return {"input_values": wave, "attention_mask": torch.ones(len(wave), dtype=torch.bool)}
+        features = self.log_mel(wave)
+        return {"input_features": features, "feature_mask": torch.ones(len(features), dtype=torch.bool)}
+
+    def decode_wave(self, source: str | BinaryIO, name: str) -> Tensor:
+        """A file's ``(N,)`` mono float32 samples at ``sample_rate``, before cropping.
+
+        Raises:
+            SampleError: see :meth:`load`.
+        """
         try:
             data, rate = sf.read(source, dtype="float32", always_2d=True)  # (N, channels)
         except (sf.SoundFileError, RuntimeError, OSError, TypeError) as e:
@@ -158,12 +174,53 @@ class AudioDataModule(ModalityDataModule):
                     file=name,
                 )
             mono = _resample(mono, rate, self.sample_rate)
-        wave = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
-        wave = self._crop(wave, train)
+        return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+
+    def feature_settings(self) -> dict[str, float]:
+        """What the log-mel frames of a clip depend on: stored with precomputed frames, and checked."""
+        top = self.sample_rate / 2 if self.f_max is None else self.f_max
+        return {
+            "sample_rate": self.sample_rate,
+            "max_seconds": self.max_seconds,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "f_min": self.f_min,
+            "f_max": top,
+        }
+
+    def precompute(self, wave: Tensor) -> bytes:
+        """The ``.npz`` of a clip's log-mel frames (``wave``: ``(N,)`` samples, at most ``max_seconds``)
+        and of the settings they were computed with, which :meth:`load_bytes` reads back."""
+        if len(wave) > self.max_samples:
+            raise ValueError("a clip longer than max_seconds is cropped when read: precompute the crop")
+        out = io.BytesIO()
+        settings = np.array(json.dumps(self.feature_settings(), sort_keys=True))
+        np.savez(out, log_mel=self.log_mel(wave).numpy(), settings=settings)
+        return out.getvalue()
+
+    def _precomputed(self, data: bytes, name: str) -> Sample:
+        """Log-mel frames stored by :meth:`precompute`, if computed as this module computes them."""
         if self.features == "waveform":
-            return {"input_values": wave, "attention_mask": torch.ones(len(wave), dtype=torch.bool)}
-        features = self.log_mel(wave)
-        return {"input_features": features, "feature_mask": torch.ones(len(features), dtype=torch.bool)}
+            raise SampleError(
+                "holds log-mel frames, not the audio: features='waveform' needs the audio", file=name
+            )
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+                features, settings = stored["log_mel"], json.loads(str(stored["settings"]))
+        except (OSError, KeyError, ValueError) as e:
+            raise SampleError(f"cannot read precomputed log-mel frames: {e}", file=name) from None
+        wanted = self.feature_settings()
+        changed = [f"{k}={settings.get(k)} (now {v})" for k, v in wanted.items() if settings.get(k) != v]
+        if changed:
+            raise SampleError(
+                f"log-mel frames computed with other settings: {', '.join(changed)}; pack the audio again",
+                file=name,
+            )
+        if features.ndim != 2 or features.shape[1] != self.n_mels:
+            raise SampleError(f"log-mel frames of shape {features.shape}, not (F, {self.n_mels})", file=name)
+        frames = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (F, M)
+        return {"input_features": frames, "feature_mask": torch.ones(len(frames), dtype=torch.bool)}
 
     def _crop(self, wave: Tensor, train: bool) -> Tensor:
         excess = len(wave) - self.max_samples

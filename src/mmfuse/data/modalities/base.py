@@ -19,7 +19,8 @@ class SampleView(NamedTuple):
     """How one sample of a modality is shown (W&B's tables and media panels), in plain values.
 
     ``kind`` says what ``value`` is: ``image`` (a file path, or an ``(H, W, C)`` array), ``audio`` (a
-    file path) or ``text`` (the text itself; also what a viewer does with a kind it does not know).
+    file path, or ``(samples, sample_rate)``) or ``text`` (the text itself; also what a viewer does with
+    a kind it does not know).
     """
 
     kind: str

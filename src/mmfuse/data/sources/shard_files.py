@@ -22,6 +22,8 @@ from typing import Any
 import fsspec
 from braceexpand import braceexpand
 
+BLOCK = tarfile.BLOCKSIZE  # 512: a tar header
+
 
 @dataclass(frozen=True)
 class Member:
@@ -53,6 +55,25 @@ def is_local(url: str) -> bool:
 
 def local_path(url: str) -> str:
     return url[len("file://") :] if url.startswith("file://") else url
+
+
+def header_problem(header: bytes, member: Member) -> str:
+    """Why the 512-byte tar header before a member's data does not describe that member ("" if it does)."""
+    try:
+        info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+    except tarfile.HeaderError as e:
+        return f"no tar header before {member.name} at byte {member.offset} ({e})"
+    # a pax header before this one holds a name that is long or not ASCII; this one has its ASCII form
+    ascii_name = member.name.encode("ascii", "replace").decode("ascii")
+    long_name = (
+        len(member.name.encode()) > 99
+        and len(info.name) >= 40
+        and any(n.startswith(info.name[:40]) for n in (member.name, ascii_name))
+    )
+    if (info.name not in (member.name, ascii_name) and not long_name) or info.size != member.size:
+        found, wanted = f"{info.name} ({info.size} bytes)", f"{member.name} ({member.size} bytes)"
+        return f"byte {member.offset} holds {found}, not {wanted}"
+    return ""
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -112,24 +133,64 @@ class MemberReader:
         self.opened = 0  # shards opened by this process: what a benchmark counts
 
     def read(self, url: str, member: Member) -> bytes:
+        """A member's bytes, read with the tar header just before them, which must still name that
+        member: a shard replaced or rewritten since it was indexed raises instead of giving other bytes.
+
+        Raises:
+            OSError: the shard cannot be read, or no longer holds the member where it was indexed.
+        """
+        header = min(member.offset, BLOCK)  # a member's data always follows its 512-byte header
+        data = self.read_range(url, member.offset - header, member.size + header)
+        if len(data) != member.size + header:
+            raise OSError(
+                f"read {len(data) - header} of {member.size} bytes (the shard changed or is truncated)"
+            )
+        problem = header_problem(data[:header], member)
+        if problem:
+            raise OSError(f"the shard changed since it was indexed: {problem}")
+        return data[header:]
+
+    def read_range(self, url: str, offset: int, size: int) -> bytes:
+        """``size`` bytes from ``offset`` (fewer at the end of the shard)."""
         if os.getpid() != self._pid:
             self._reset()  # forked: the parent's descriptors are not this process's
         if is_local(url):
-            fd = self._local.get(url)
-            if fd is None:
-                fd = self._local[url] = os.open(local_path(url), os.O_RDONLY)
-                self.opened += 1
-            data = os.pread(fd, member.size, member.offset)
-        else:
-            handle = self._remote.get(url)
-            if handle is None:
-                handle = self._remote[url] = fsspec.open(url, "rb").open()
-                self.opened += 1
-            handle.seek(member.offset)
-            data = handle.read(member.size)
-        if len(data) != member.size:
-            raise OSError(f"read {len(data)} of {member.size} bytes (the shard changed or is truncated)")
-        return data
+            return os.pread(self._fd(url), size, offset)
+        handle = self._handle(url)
+        handle.seek(offset)
+        return bytes(handle.read(size))
+
+    def size(self, url: str) -> int:
+        """The shard's size in bytes."""
+        if os.getpid() != self._pid:
+            self._reset()
+        if is_local(url):
+            return os.fstat(self._fd(url)).st_size
+        handle = self._handle(url)
+        return int(handle.seek(0, os.SEEK_END))
+
+    def _fd(self, url: str) -> int:
+        fd = self._local.get(url)
+        if fd is None:
+            fd = self._local[url] = os.open(local_path(url), os.O_RDONLY)
+            self.opened += 1
+        return fd
+
+    def _handle(self, url: str) -> Any:
+        handle = self._remote.get(url)
+        if handle is None:
+            handle = self._remote[url] = fsspec.open(url, "rb").open()
+            self.opened += 1
+        return handle
+
+    def forget(self, url: str) -> None:
+        """Close the shard, so that the next read opens it again (it was replaced: a new file)."""
+        fd = self._local.pop(url, None)
+        if fd is not None:
+            os.close(fd)
+        handle = self._remote.pop(url, None)
+        if handle is not None:
+            handle.close()
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # descriptors never travel to another process

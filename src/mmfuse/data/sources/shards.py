@@ -10,18 +10,23 @@ and predict work on shards exactly as on a manifest. See docs/scale.md for why t
 
 from __future__ import annotations
 
+import gc
 import json
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
 
 from mmfuse.data.manifest.errors import DataError, SampleError
 from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
 from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import Task
-from mmfuse.data.sources.shard_files import READER, Member, expand, scan
+from mmfuse.data.sources.shard_files import READER, Member, ShardSample, expand, scan
+from mmfuse.data.sources.shard_index import read_index
 
 #: member extension -> column: the img2dataset layout ({key}.jpg, {key}.txt, {key}.json) and audio
 DEFAULT_MEMBERS = {
@@ -129,6 +134,17 @@ class ShardSource(ManifestSource):
         not decode) name the shard and member; a shard that cannot be read is a problem of the source
         as a whole (always raised without ``problems``).
         """
+        # millions of small objects and no cycles among them: the collector's passes over a growing
+        # heap would cost more than building the rows (3x on an index of 10,000 samples)
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._load(problems)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _load(self, problems: list[DataError] | None) -> Manifest:
         small = {self.fields, *self.text_members}
         columns: dict[str, None] = {"id": None, "split": None}  # an ordered set
         rows: list[ShardRow] = []
@@ -142,9 +158,10 @@ class ShardSource(ManifestSource):
 
         for split in SPLITS:
             pattern = {"train": self.train, "val": self.val, "test": self.test}[split]
+            unindexed: list[str] = []
             for url in expand(pattern) if pattern else []:
                 try:
-                    for sample, contents in scan(url, small):
+                    for sample, contents in self._samples(url, small, unindexed):
                         number += 1
                         row, reasons = self._row(url, split, number, sample.key, sample.members, contents)
                         columns.update(dict.fromkeys(row.cells))
@@ -174,6 +191,10 @@ class ShardSource(ManifestSource):
                     raise  # a sample's problem, raised by report() without a problems list
                 except (OSError, tarfile.TarError, ValueError) as e:
                     report(DataError(f"cannot read the shard: {e}", file=url, split=split))
+            if unindexed:
+                n = len(unindexed)
+                listed = ", ".join(unindexed[:3]) + (f" and {n - 3} more" if n > 3 else "")
+                _say(f"{split}: scanned {n} shard(s) without an index ({listed}); see `mmfuse index`")
         names = list(columns)
         # every row has every column, as a manifest's rows do ("" = missing)
         full: list[Row] = [
@@ -181,6 +202,21 @@ class ShardSource(ManifestSource):
             for r in rows
         ]
         return self._manifest(names, full, problems)
+
+    def _samples(
+        self, url: str, small: set[str], unindexed: list[str]
+    ) -> Iterable[tuple[ShardSample, dict[str, bytes]]]:
+        """A shard's samples from its index, or by scanning it when it has none (added to ``unindexed``)
+        or a stale one (said at once: a shard changed since it was indexed)."""
+        READER.forget(url)  # opened afresh: the shard may have been replaced since it was last read
+        samples, why = read_index(url, small)
+        if samples is not None:
+            return samples
+        if why == "no index":
+            unindexed.append(url)
+        else:
+            _say(f"{url}: {why}; scanning the shard (`mmfuse index` rewrites its index)")
+        return scan(url, small)  # lazily: the samples before a problem of the shard still count
 
     def _row(
         self,
@@ -242,6 +278,10 @@ class ShardSource(ManifestSource):
             labelled_splits=labelled,
             inferred_classes={t.name for t in self.declared_tasks() if t.needs_data()},
         )
+
+
+def _say(line: str) -> None:
+    Console(soft_wrap=True, stderr=True).print(f"[bold yellow]data[/bold yellow] {escape(line)}")
 
 
 def _cell(value: Any) -> str:

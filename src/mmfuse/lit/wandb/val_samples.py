@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
+import soundfile as sf
+from PIL import Image
 
 from mmfuse.data.modalities.base import SampleView
+from mmfuse.data.sources.shards import ShardRow
 from mmfuse.types import Batch
 
 #: how a W&B table or media panel shows a view of each kind (any other kind: its value as text)
@@ -70,6 +75,7 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
     labels = [r.cells.get(manifest.target, "") for r in rows]
     items: list[Any] = []
     cells: list[dict[str, str]] = []  # per sample, modality -> its manifest cell ("" where missing)
+    picked: list[Any] = []  # per sample, its row
     for i in choose_rows([r.id for r in rows], labels, k * 2):  # spares for undecodable samples
         try:
             item = dataset[i]
@@ -78,6 +84,7 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
         if not isinstance(item, dict):  # a sample that could not be decoded (returned as an error)
             continue
         items.append(item)
+        picked.append(rows[i])
         cells.append({m: rows[i].cells.get(dm.column, "") for m, dm in modalities.items()})
         if len(items) == k:
             break
@@ -89,7 +96,7 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
     root = Path(manifest.root)
     views = [
         {
-            m: dm.sample_view(cell[m], root, batch.inputs[m], b) if cell[m].strip() else None
+            m: _view(dm, picked[b], cell[m], root, batch.inputs[m], b) if cell[m].strip() else None
             for m, dm in modalities.items()
         }
         for b, cell in enumerate(cells)
@@ -102,9 +109,27 @@ def fixed_val_samples(trainer: pl.Trainer, k: int) -> FixedSamples | None:
     return FixedSamples(batch=batch, modalities=list(modalities), views=views, tokens=tokens)
 
 
+def _view(dm: Any, row: Any, cell: str, root: Path, inputs: Any, b: int) -> SampleView:
+    """A modality's view of one sample; a shard row's media is its member's bytes, named by shard and
+    member (``train-000000.tar:0001.jpg``), as no file of that name exists to point at."""
+    view: SampleView = dm.sample_view(cell, root, inputs, b)
+    if not isinstance(row, ShardRow) or not dm.cell_is_path or view.kind not in MEDIA_KINDS:
+        return view
+    try:
+        data, _ = row.read(dm.column)
+        if view.kind == "image":
+            with Image.open(io.BytesIO(data)) as img:
+                return SampleView("image", np.asarray(img.convert("RGB")))
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32")
+        return SampleView("audio", (samples, rate))
+    except Exception:  # not media a viewer reads (an .npz of frames, a shard gone): say where it is
+        return SampleView("text", row.place(dm.column))
+
+
 def media_value(view: SampleView | None, caption: str | None = None) -> Any:
     """What a table cell or media panel shows for one sample's view: ``wandb.Image`` for an image,
-    ``wandb.Audio`` for audio, the value as text otherwise; None where the modality is missing."""
+    ``wandb.Audio`` for audio (a path, or ``(samples, sample_rate)``), the value as text otherwise;
+    None where the modality is missing."""
     import wandb
 
     if view is None:
@@ -112,6 +137,9 @@ def media_value(view: SampleView | None, caption: str | None = None) -> Any:
     try:
         if view.kind == "image":
             return wandb.Image(view.value, caption=caption)
+        if view.kind == "audio" and isinstance(view.value, tuple):
+            samples, rate = view.value
+            return wandb.Audio(samples, sample_rate=rate, caption=caption)
         if view.kind == "audio":
             return wandb.Audio(view.value, caption=caption)
     except Exception:  # unreadable media: show what it is instead of failing the run
