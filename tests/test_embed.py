@@ -32,7 +32,8 @@ def test_embed_writes_each_test_id_once_in_manifest_order_also_under_ddp(
     main(["fit", *args])
     [run] = [p.parent for p in tmp_path.glob("*/*/checkpoints")]
     capsys.readouterr()
-    main(["embed", *args, "--ckpt_path", "last", "--retrieval"])
+    zero_shot = ["--zero-shot", "--prompt", "a {} report"]
+    main(["embed", *args, "--ckpt_path", "last", "--retrieval", *zero_shot])
     out = capsys.readouterr().out
     [folder] = (run / "eval").iterdir()  # under the checkpoint's run
     assert folder.name.endswith("-embed") and "embeddings.npz" in out
@@ -57,10 +58,19 @@ def test_embed_writes_each_test_id_once_in_manifest_order_also_under_ddp(
         assert 1 <= pair[f"{direction}/median_rank"] <= n
     assert "median rank" in out and "image -> text" in out
     assert not (folder / "predictions.csv").exists()  # embeddings, not predictions
+    # zero-shot by the label's class names (known answers: tests/test_zero_shot.py): every sample once
+    classes = json.loads((folder / "zero_shot.json").read_text())
+    assert classes["classes"] == ["zero", "one", "two", "three"] and classes["prompts"][0] == "a zero report"
+    assert sorted(classes["modalities"]) == ["audio", "image"]  # classified through the text encoder
+    for r in classes["modalities"].values():
+        assert r["samples"] == n == sum(c["samples"] for c in r["per_class"].values())
+        assert sum(map(sum, r["confusion"])) == n and 0 <= r["accuracy"] <= 1
+    assert "zero-shot classification by 'label'" in out
+    assert "not in the text vocabulary" in out  # the quickstart's captions never name a class
 
     # two DDP processes (gloo), batches of 5: each embeds its share, rank 0 writes every id once, in order
     ddp = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
-    command = ["embed", *args, "--ckpt_path", "last", "--output", str(tmp_path / "ddp")]
+    command = ["embed", *args, "--ckpt_path", "last", "--output", str(tmp_path / "ddp"), *zero_shot]
     done = subprocess.run(
         [sys.executable, "-m", "mmfuse", *command, *ddp, "--data.init_args.batch_size=5"],
         cwd=ROOT,
@@ -74,6 +84,9 @@ def test_embed_writes_each_test_id_once_in_manifest_order_also_under_ddp(
     assert both["ids"].tolist() == test_ids
     for key in ("fused", "audio", "image", "text"):
         np.testing.assert_allclose(both[key], arrays[key], rtol=1e-4, atol=1e-5)
+    ddp_classes = json.loads((tmp_path / "ddp" / "zero_shot.json").read_text())
+    for m, r in classes["modalities"].items():  # each sample counted once under DDP too
+        assert ddp_classes["modalities"][m]["per_class"] == r["per_class"]
 
 
 def test_merge_keeps_each_id_once_in_the_given_order() -> None:

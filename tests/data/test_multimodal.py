@@ -143,3 +143,37 @@ def test_workers_decode_the_same_batches(small_manifest: Path) -> None:
     a, b = list(serial.test_dataloader()), list(parallel.test_dataloader())
     assert [x.ids for x in a] == [x.ids for x in b]
     assert torch.equal(a[0].inputs["image"]["pixel_values"], b[0].inputs["image"]["pixel_values"])
+
+
+def _train_ids(dm: MultimodalDataModule) -> list[str]:
+    return sorted(i for b in dm.train_dataloader() for i in b.ids)
+
+
+def test_train_per_class_keeps_k_rows_of_each_class_by_seed(small_manifest: Path) -> None:
+    dm = _dm(small_manifest, train_per_class=2, seed=0)
+    dm.setup("fit")
+    ids = _train_ids(dm)
+    labels = {f"s{i}": "cat" if i % 2 else "dog" for i in range(12)}
+    assert len(ids) == 4 and sorted(labels[i] for i in ids) == ["cat", "cat", "dog", "dog"]
+    assert sum(len(b.ids) for b in dm.val_dataloader()) == 2  # evaluation keeps every row
+    assert len(dm.rows("train")) == 8  # and so does what the text vocabulary is learnt from
+    again = _dm(small_manifest, train_per_class=2, seed=0)
+    again.setup("fit")
+    assert _train_ids(again) == ids  # deterministic by seed
+    draws = set()
+    for seed in range(6):
+        other = _dm(small_manifest, train_per_class=2, seed=seed)
+        other.setup("fit")
+        draws.add(tuple(_train_ids(other)))
+        one = _dm(small_manifest, train_per_class=1, seed=seed)
+        one.setup("fit")
+        assert set(_train_ids(one)) <= set(_train_ids(other))  # nested: the same seed's k=1 is inside k=2
+    assert len(draws) > 1  # the seed chooses the rows
+
+
+def test_train_per_class_needs_a_class(small_manifest: Path) -> None:
+    modalities = {"text": TextDataModule(max_length=16, vocab_size=64)}
+    dm = MultimodalDataModule(ManifestSource(str(small_manifest), target=None), modalities, train_per_class=2)  # type: ignore[arg-type]
+    dm.setup("fit")
+    with pytest.raises(DataError, match="train_per_class needs a multiclass task"):
+        dm.train_dataloader()

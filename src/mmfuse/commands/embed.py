@@ -19,6 +19,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmfuse.commands.config import full_cli
+from mmfuse.commands.zero_shot import (
+    DEFAULT_PROMPT,
+    class_labels,
+    prompt_embeddings,
+    prompts_for,
+    text_modality,
+    unknown_words,
+    zero_shot,
+)
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.prediction_writer import PredictionWriter
 from mmfuse.lit.run_directory import run_directory
@@ -37,11 +46,22 @@ Load it with numpy.load(path). An absent modality's embedding is zeros (and _pre
 With --retrieval, every pair of modalities is also evaluated as cross-modal retrieval over the split
 (cosine similarity; only samples that have both): recall@1/5/10 both ways and the median rank of the
 true match, printed and written to retrieval.json beside it.
+With --zero_shot [TASK_OR_COLUMN], every other modality is classified zero-shot through the text
+modality: each sample takes the class whose prompt (--prompt, "{}" filled with the class name,
+tokenised by the data's text module) is nearest by cosine to its embedding, the prompt embedded by
+the text encoder as a caption is. The classes are a multiclass task's (default: the data's first) or
+those of any manifest column. Accuracy and per-class counts are printed, and written with the
+confusion matrix to zero_shot.json beside the embeddings. Meaningful for a model trained with the
+contrastive objective on data whose text names the classes.
 
 Every other argument is as for `mmfuse predict` (--config FILE, --data.*, --trainer.*), so the config
 you trained with is the config you embed with.
 """
-EXAMPLE = "example: mmfuse embed --config configs/quickstart.yaml --ckpt_path last --split test --retrieval"
+EXAMPLE = """\
+examples:
+  mmfuse embed --config configs/quickstart.yaml --ckpt_path last --split test --retrieval
+  mmfuse embed --config CONFIG --ckpt_path last --zero_shot colour --prompt "the {} dot"
+"""
 KS = (1, 5, 10)
 
 
@@ -138,6 +158,20 @@ def main(args: list[str]) -> int:
         help="also evaluate cross-modal retrieval between every pair of modalities",
     )
     parser.add_argument(
+        "--zero_shot",
+        "--zero-shot",
+        nargs="?",
+        const="",
+        metavar="TASK_OR_COLUMN",
+        help="also classify every non-text modality zero-shot by its nearest class-name prompt; the "
+        "classes of this multiclass task or manifest column (default: the data's first multiclass task)",
+    )
+    parser.add_argument(
+        "--prompt",
+        default=DEFAULT_PROMPT,
+        help=f"the zero-shot prompt template; {{}} is the class name (default: {DEFAULT_PROMPT!r})",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="folder to write to (default: <run>/eval/<time>-embed/)",
@@ -150,6 +184,10 @@ def main(args: list[str]) -> int:
     if own.split is not None:
         data.predict_split = own.split
     cli.check_before_start("predict")
+    if own.zero_shot is not None:  # a bad template or no text modality: said before the split is embedded
+        prompts_for(["class"], own.prompt)
+        text_modality(getattr(data, "modalities", {}), list(model.model.encoders))
+        class_labels(data.manifest, [], [], own.zero_shot or None)  # the task or column exists
     split = getattr(data, "predict_split", "test")
 
     def order() -> list[str]:  # the manifest's order of the split's rows
@@ -179,6 +217,14 @@ def main(args: list[str]) -> int:
         _print(report, console)
         console.print(f"[bold]retrieval[/bold] {escape(str(out / 'retrieval.json'))}")
         _log(trainer, report)
+    if own.zero_shot is not None:
+        report_zs = _zero_shot(model, data, arrays, own.zero_shot or None, own.prompt, console)
+        (out / "zero_shot.json").write_text(
+            json.dumps({"checkpoint": cli.checkpoint, "split": split, **report_zs}, indent=2) + "\n"
+        )
+        console.print(f"[bold]zero-shot[/bold] {escape(str(out / 'zero_shot.json'))}")
+        accuracy = {f"zero_shot/{m}/accuracy": r["accuracy"] for m, r in report_zs["modalities"].items()}
+        _log_summary(trainer, accuracy)
     for logger in trainer.loggers:
         where = logger.finish() if isinstance(logger, WandbLogger) else None
         if where:
@@ -201,7 +247,54 @@ def _print(report: dict[str, dict[str, float]], console: Console) -> None:
 
 def _log(trainer: pl.Trainer, report: dict[str, dict[str, float]]) -> None:
     """The retrieval figures in the evaluation's W&B summary, as ``retrieval/<a>_to_<b>/...``."""
+    metrics = {f"retrieval/{k}": v for values in report.values() for k, v in values.items()}
+    _log_summary(trainer, {k: v for k, v in metrics.items() if "samples" not in k})
+
+
+def _log_summary(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            metrics = {f"retrieval/{k}": v for values in report.values() for k, v in values.items()}
-            logger.experiment.summary.update({k: v for k, v in metrics.items() if "samples" not in k})
+            logger.experiment.summary.update(metrics)
+
+
+def _zero_shot(
+    model: MultimodalModule,
+    data: Any,
+    arrays: dict[str, np.ndarray],
+    by: str | None,
+    template: str,
+    console: Console,
+) -> dict[str, Any]:
+    """Zero-shot classification of every non-text modality (see DESCRIPTION), printed; the report."""
+    encoders = model.model.encoders
+    text = text_modality(getattr(data, "modalities", {}), list(encoders))
+    manifest = data.manifest
+    classes = class_labels(manifest, data.rows(data.predict_split, labelled=False), list(arrays["ids"]), by)
+    prompts = prompts_for(classes.names, template)
+    text_data = data.modalities[text]
+    unknown = unknown_words(text_data, manifest.root, classes.names)
+    if unknown:
+        words = escape(str(unknown))
+        console.print(f"[bold yellow]zero-shot[/bold yellow] class names not in the text vocabulary: {words}")
+    class_embeddings = prompt_embeddings(encoders[text], text_data, manifest.root, prompts)
+    others = sorted(m for m in encoders if m != text)
+    report = zero_shot(arrays, classes, class_embeddings, others)
+    table = Table(
+        title=f"zero-shot classification by {classes.column!r}, prompt {template!r}", title_justify="left"
+    )
+    for column in ("modality", "samples", "accuracy", "chance"):
+        table.add_column(column, justify="left" if column == "modality" else "right")
+    for m, r in report.items():
+        table.add_row(m, str(r["samples"]), f"{r['accuracy']:.3f}", f"{r['chance']:.3f}")
+    console.print(table)
+    for m, r in report.items():  # a line, not table columns: there may be many classes
+        right = ", ".join(f"{name} {c['correct']}/{c['samples']}" for name, c in r["per_class"].items())
+        console.print(f"{m} correct per class: {escape(right)}")
+    return {
+        "column": classes.column,
+        "classes": classes.names,
+        "prompt": template,
+        "text": text,
+        "prompts": prompts,
+        "modalities": report,
+    }

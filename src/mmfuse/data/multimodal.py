@@ -21,7 +21,7 @@ from mmfuse.data.manifest.splits import empty_splits, unseen_classes
 from mmfuse.data.manifest.tasks import TaskSpec, first_multiclass
 from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.sampling import ResumableDataLoader, ShardSampler
-from mmfuse.data.selection import Join, OnBadSample, RowSelection, SkipReport
+from mmfuse.data.selection import Join, OnBadSample, RowSelection, SkipReport, per_class
 
 
 class MultimodalDataModule(pl.LightningDataModule):
@@ -46,6 +46,8 @@ class MultimodalDataModule(pl.LightningDataModule):
             like skipped rows.
         seed: seed of the training order and of train-time augmentation (default: the
             ``seed_everything`` value, else 0). The order depends only on (seed, epoch).
+        train_per_class: train on at most this many rows per class of the first multiclass task,
+            drawn by ``seed`` (few-label training; val, test and the text vocabulary keep every row).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         seed: int | None = None,
         on_bad_sample: OnBadSample = "error",
         join: Join = "outer",
+        train_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if not modalities:
@@ -80,6 +83,7 @@ class MultimodalDataModule(pl.LightningDataModule):
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         self.on_bad_sample = on_bad_sample
         self.join = join
+        self.train_per_class = train_per_class
         self._manifest: Manifest | None = None
         self._load_problems: list[DataError] = []
         self._selection: RowSelection | None = None
@@ -241,6 +245,8 @@ class MultimodalDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool = False, labelled: bool = True) -> DataLoader:
         rows = self.rows(split, labelled)
+        if train and self.train_per_class is not None:
+            rows = per_class(rows, self.manifest, self.train_per_class, self.seed)
         if not rows:
             raise DataError(f"the {split!r} split has no rows", file=str(self.manifest.path))
         dataset = ManifestDataset(self.manifest, rows, self.modalities, train=train, labelled=labelled)

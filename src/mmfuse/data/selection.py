@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch.distributed as dist
 
 from mmfuse.data.manifest.errors import DataError
@@ -197,6 +198,32 @@ def _merge(problems: list[DataError]) -> DataError:
         column=join(p.column for p in problems),
         split=first.split,
     )
+
+
+def per_class(rows: list[Row], manifest: Manifest, k: int, seed: int) -> list[Row]:
+    """At most ``k`` rows of each class of the first multiclass task, drawn by ``seed``: few-label training.
+
+    Each class's rows are shuffled by a generator seeded with ``seed`` and the first ``k`` kept; the
+    draw depends only on (rows, k, seed), and the same seed gives nested subsets (``k=1`` is inside
+    ``k=5``). Rows without a class are left out. The kept rows stay in manifest order.
+
+    Raises:
+        DataError: ``k < 1``, or the manifest has no multiclass task.
+    """
+    if k < 1:
+        raise DataError(f"train_per_class must be >= 1, got {k}", file=str(manifest.path))
+    if manifest.target is None:
+        raise DataError(
+            "train_per_class needs a multiclass task (a target with classes)", file=str(manifest.path)
+        )
+    by_class: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        label = manifest.target_index(row)
+        if label >= 0:
+            by_class.setdefault(label, []).append(i)
+    rng = np.random.default_rng(seed)
+    kept = [j for c in sorted(by_class) for j in rng.permutation(by_class[c])[:k].tolist()]
+    return [rows[j] for j in sorted(kept)]
 
 
 def _world() -> tuple[int, int]:
