@@ -12,21 +12,26 @@ gives the test accuracy of the best checkpoint as mean ± standard deviation ove
 model's parameters (encoders, fuser and heads) and the mean wall time of one fit (start-up, fit and
 test). Each task's data is generated before its first row; that time is printed apart.
 
-The settings, per task (:data:`SETTINGS`), passed to every fit of the task as command-line
-arguments, the same for every row; the configs stay as they ship. They keep the whole table (12
-quickstart rows and 11 relational rows, three seeds: 69 fits) near 30 minutes on a quiet 2-core
-machine, and each fit honest (the checkpoint of the best validation accuracy, tested on the test
-split):
+The fits run seed by seed (every row's seed 0, then every row's seed 1, ...), so the first pass is
+an early look at the whole table; each fit's result is also printed as it comes, with the load
+average at its start and end (wall times mean little on a loaded machine), and kept in its run
+folder, so ``--reuse`` finishes an interrupted table without fitting again what has finished.
+
+The settings, per task (:data:`SETTINGS`), are passed to every fit of the task as command-line
+arguments, the same for every row; the configs stay as they ship. They aim at the whole table (12
+quickstart rows and 11 relational rows, three seeds: 69 fits) in about 30 minutes on a quiet 2-core
+machine, each fit honest (the checkpoint of the best validation accuracy, tested on the test split):
 
 - quickstart: a 1,000-sample copy of its data (``data/fusion_table/quickstart_1000/``; 700 train,
-  150 val, 150 test), 3 epochs, batch 64: every fuser solves it in far fewer steps than the
-  config's 10 epochs of 3,000 samples, and the baselines stop at 0.5 however long they train.
+  150 val, 150 test), 5 epochs at batch 16 (220 steps; the config's 10 epochs of 3,000 samples at
+  batch 64 give 330). The task cannot tell fusers apart; the baselines stop at 0.5 however long
+  they train.
 - relational: its data as it ships (3,000 samples, ``data/relational/``; 450 test), 6 epochs at
   batch 32 (396 steps, as many as the config's 10 epochs at batch 64 give 330): what token-level
   fusion needs to find the named dot.
 
-Both with 2 DataLoader workers (the configs'). ``--quick`` replaces them with 60 samples, one epoch,
-no workers.
+Both keep the configs' 2 DataLoader workers. ``--quick`` replaces all this with 60 samples, one
+epoch, no workers: a check of the machinery.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_runs.py beside it, however this file is run
-from fit_runs import ROOT, FitResult, config_args, fit
+from fit_runs import ROOT, FitResult, config_args, fit, load_result
 
 #: task -> the configs that set it up (a row's config goes after them)
 TASKS = {
@@ -86,7 +91,7 @@ class Settings:
 
 #: task -> the table's settings for it
 SETTINGS = {
-    "quickstart": Settings(max_epochs=3, batch_size=64, num_workers=2, num_samples=1000),
+    "quickstart": Settings(max_epochs=5, batch_size=16, num_workers=2, num_samples=1000),
     "relational": Settings(max_epochs=6, batch_size=32, num_workers=2),
 }
 
@@ -145,6 +150,12 @@ def _row(task: str, name: str, results: Sequence[FitResult]) -> str:
     return f"| {task} | {name} | {acc} | {len(accs)} | {params:,} | {wall:.0f} s |"
 
 
+def _progress(result: FitResult) -> str:
+    start, end = result.load
+    acc = result.metrics["test/acc"]
+    return f"test acc {acc:.3f}, {result.wall_s:.0f} s, load average {start:.1f} -> {end:.1f}"
+
+
 HEADER = [
     "| task | run | test acc (mean ± std) | seeds | parameters | wall time per fit |",
     "|---|---|---|---|---|---|",
@@ -170,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
     parser.add_argument(
         "--quick", action="store_true", help="tiny data, one epoch: checks the machinery only"
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the fits that finished in --runs before (their fit_result.json), run the others: "
+        "finishes an interrupted table (with the same settings)",
+    )
     parser.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "fusion_table", help="where the runs go")
     args = parser.parse_args(argv)
@@ -189,13 +206,18 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
         rows = {f: all_fusers[f] for f in chosen}
         if not args.no_baselines:
             rows.update(baselines(task))
-        for name, config in rows.items():
-            results = []
-            for seed in args.seeds:
+        results: dict[str, list[FitResult]] = {name: [] for name in rows}
+        for seed in args.seeds:  # every row's first seed first: an early look at the whole table
+            for name, config in rows.items():
                 extra = [*COMMON, f"--seed_everything={seed}", *data_args]
                 run_dir = args.runs / task / name.replace(" ", "_") / f"seed{seed}"
-                results.append(fit([*TASKS[task], config], run_dir, extra))
-            lines.append(_row(task, name, results))
+                done = load_result(run_dir) if args.reuse else None
+                result = done or fit([*TASKS[task], config], run_dir, extra)
+                results[name].append(result)
+                kept = " (kept)" if done else ""
+                print(f"<!-- {task} {name} seed {seed}: {_progress(result)}{kept} -->", flush=True)
+        for name, found in results.items():
+            lines.append(_row(task, name, found))
             print(lines[-1], flush=True)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
