@@ -39,6 +39,11 @@ def config_args(configs: Sequence[str]) -> list[str]:
     return [a for config in configs for a in ("--config", config)]
 
 
+def fit_command(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The command :func:`fit` runs."""
+    return ["mmfuse", "fit", *config_args(configs), *extra, "--trainer.default_root_dir", str(run_dir)]
+
+
 def fit(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> FitResult:
     """Run ``mmfuse fit --config ... <extra> --trainer.default_root_dir run_dir`` from the repository root.
 
@@ -48,7 +53,7 @@ def fit(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> Fit
     Raises:
         RuntimeError: the fit failed (its last output lines are in the message).
     """
-    cmd = ["mmfuse", "fit", *config_args(configs), *extra, "--trainer.default_root_dir", str(run_dir)]
+    cmd = fit_command(configs, run_dir, extra)
     load = os.getloadavg()[0]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -71,12 +76,13 @@ def fit(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> Fit
     return result
 
 
-def load_result(run_dir: Path) -> FitResult | None:
-    """The result :func:`fit` wrote into ``run_dir``; None when no fit finished there."""
+def load_result(run_dir: Path, command: Sequence[str]) -> FitResult | None:
+    """The result :func:`fit` wrote into ``run_dir``; None when no fit of exactly ``command`` (the
+    same configs and settings) finished there."""
     path = run_dir / RESULT_FILE
-    if not path.is_file():
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("command") != list(command):
         return None
-    saved = json.loads(path.read_text())
     return FitResult(
         metrics=saved["metrics"],
         params=saved["params"],

@@ -48,12 +48,14 @@ def test_quick_table_has_its_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s")
     assert not (ROOT / "runs" / "fusion_table" / "data").exists()  # --quick data in its own folder
 
-    # --reuse: the finished fit is read back, not run again (an interrupted table goes on from there)
+    # --reuse: the finished fit (same command) is read back, not run again
     def no_fit(*args: object) -> None:
         raise AssertionError("fit again")
 
     monkeypatch.setattr(table, "fit", no_fit)
     assert table.main([*args, "--reuse", "--runs", str(tmp_path / "runs")]) == lines
+    run_dir = tmp_path / "runs" / "relational" / "concat" / "seed0"
+    assert table.load_result(run_dir, ["mmfuse", "fit", "--trainer.max_epochs=2"]) is None  # other settings
 
 
 def test_settings_are_arguments_the_task_configs_accept(monkeypatch: pytest.MonkeyPatch) -> None:
