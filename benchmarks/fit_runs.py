@@ -6,10 +6,11 @@ Used by quickstart_table.py and fusion_table.py (run as scripts, this folder is 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +28,10 @@ class FitResult:
     params: int
     wall_s: float
     run_dir: Path
+    load: tuple[float, float] = (0.0, 0.0)  # the 1-minute load average at the start and at the end
+
+
+RESULT_FILE = "fit_result.json"  # in the fit's --trainer.default_root_dir, once it has finished
 
 
 def config_args(configs: Sequence[str]) -> list[str]:
@@ -34,15 +39,22 @@ def config_args(configs: Sequence[str]) -> list[str]:
     return [a for config in configs for a in ("--config", config)]
 
 
+def fit_command(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The command :func:`fit` runs."""
+    return ["mmfuse", "fit", *config_args(configs), *extra, "--trainer.default_root_dir", str(run_dir)]
+
+
 def fit(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> FitResult:
     """Run ``mmfuse fit --config ... <extra> --trainer.default_root_dir run_dir`` from the repository root.
 
-    The wall time is the whole command: start-up, fitting, and the test of the best checkpoint.
+    The wall time is the whole command: start-up, fitting, and the test of the best checkpoint. The
+    result is also written to ``run_dir/fit_result.json`` (read back by :func:`load_result`).
 
     Raises:
         RuntimeError: the fit failed (its last output lines are in the message).
     """
-    cmd = ["mmfuse", "fit", *config_args(configs), *extra, "--trainer.default_root_dir", str(run_dir)]
+    cmd = fit_command(configs, run_dir, extra)
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -52,11 +64,31 @@ def fit(configs: Sequence[str], run_dir: Path, extra: Sequence[str] = ()) -> Fit
     newest = max(run_dir.glob("**/test_metrics.json"), key=lambda p: p.stat().st_mtime)
     metrics = json.loads(newest.read_text())
     checkpoint = metrics.pop("checkpoint", "")
-    return FitResult(
+    result = FitResult(
         metrics={k: float(v) for k, v in metrics.items()},
         params=count_parameters(Path(checkpoint)) if Path(checkpoint).is_file() else 0,
         wall_s=wall,
         run_dir=newest.parent,
+        load=(load, os.getloadavg()[0]),
+    )
+    saved = {**asdict(result), "run_dir": str(result.run_dir), "command": cmd}
+    (run_dir / RESULT_FILE).write_text(json.dumps(saved, indent=2) + "\n")
+    return result
+
+
+def load_result(run_dir: Path, command: Sequence[str]) -> FitResult | None:
+    """The result :func:`fit` wrote into ``run_dir``; None when no fit of exactly ``command`` (the
+    same configs and settings) finished there."""
+    path = run_dir / RESULT_FILE
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("command") != list(command):
+        return None
+    return FitResult(
+        metrics=saved["metrics"],
+        params=saved["params"],
+        wall_s=saved["wall_s"],
+        run_dir=Path(saved["run_dir"]),
+        load=tuple(saved["load"]),
     )
 
 

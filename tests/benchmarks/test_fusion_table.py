@@ -47,3 +47,31 @@ def test_quick_table_has_its_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert 0 <= float(mean) <= 1 and float(std) == 0
     assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s")
     assert not (ROOT / "runs" / "fusion_table" / "data").exists()  # --quick data in its own folder
+
+    # --reuse: the finished fit (same command) is read back, not run again
+    def no_fit(*args: object) -> None:
+        raise AssertionError("fit again")
+
+    monkeypatch.setattr(table, "fit", no_fit)
+    assert table.main([*args, "--reuse", "--runs", str(tmp_path / "runs")]) == lines
+    run_dir = tmp_path / "runs" / "relational" / "concat" / "seed0"
+    assert table.load_result(run_dir, ["mmfuse", "fit", "--trainer.max_epochs=2"]) is None  # other settings
+
+
+def test_settings_are_arguments_the_task_configs_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmfuse.commands.config import parse_config
+
+    table = _load(monkeypatch)
+    assert set(table.SETTINGS) == set(table.TASKS)
+    for task, settings in table.SETTINGS.items():
+        config = parse_config([*table.config_args(table.TASKS[task]), *settings.args(task)])
+        assert config.trainer.max_epochs == settings.max_epochs
+        assert config.data.init_args.batch_size == settings.batch_size
+        assert config.data.init_args.num_workers == settings.num_workers
+        source = config.data.init_args.source.init_args
+        if settings.num_samples is None:  # the data as it ships, in its own folder
+            shipped = parse_config(table.config_args(table.TASKS[task])).data.init_args.source.init_args
+            assert (source.num_samples, source.root) == (shipped.num_samples, shipped.root)
+        else:  # another size never overwrites the shipped copy
+            assert source.num_samples == settings.num_samples
+            assert source.root == f"data/fusion_table/{task}_{settings.num_samples}"

@@ -93,7 +93,7 @@ def test_figures_import_matplotlib_lazily_and_never_pyplot() -> None:
 
 
 def test_attention_maps_label_text_tokens_and_other_positions() -> None:
-    from mmfuse.lit.wandb.media import _axis_title, _token_labels
+    from mmfuse.lit.wandb.attention_maps import _axis_title, _token_labels
     from mmfuse.lit.wandb.val_samples import FixedSamples
     from mmfuse.types import Batch
 

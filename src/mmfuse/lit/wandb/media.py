@@ -12,7 +12,8 @@ from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from mmfuse.lit.wandb.figures import attention_figure, confusion_figure, figure_pixels, safe_name
+from mmfuse.lit.wandb.attention_maps import attention_panels
+from mmfuse.lit.wandb.figures import confusion_figure, figure_pixels, safe_name
 from mmfuse.lit.wandb.run_identity import is_live
 from mmfuse.lit.wandb.val_samples import MEDIA_KINDS, FixedSamples, fixed_val_samples, media_value
 
@@ -29,10 +30,11 @@ class WandbMedia(pl.Callback):
       Logged at the first validation epoch, every ``every_n_epochs`` after it, and the last.
     - ``val_samples/<modality>``: the same samples' images and audio, once, as media panels.
     - ``attention/<query>_to_<key>``: for fusers that return attention weights (cross-modal
-      attention), heatmaps of ``attention_samples`` of those samples: the query modality's real
-      tokens (rows) against the key modality's real tokens (columns), averaged over heads, with a
-      colour bar; text tokens are labelled with the tokens themselves, other modalities' with
-      their positions. Padding is left out.
+      attention, early, bottleneck, Perceiver), heatmaps of ``attention_samples`` of those samples:
+      the query's real tokens (rows: a modality's, or the Perceiver's latents) against the key
+      modality's real tokens (columns), averaged over heads, with a colour bar; text tokens are
+      labelled with the tokens themselves, other tokens with their positions. Padding is left out
+      (:mod:`~mmfuse.lit.wandb.attention_maps`).
     - ``test/confusion_matrix``: a W&B confusion-matrix chart of the test set, and the same counts
       as a labelled figure (``test/confusion_matrix_image``: class names on both axes, rows true
       class, columns predicted, the count in each cell, a colour bar).
@@ -179,40 +181,14 @@ class WandbMedia(pl.Callback):
     ) -> dict[str, Any]:
         import wandb
 
-        payload: dict[str, Any] = {}
-        modalities = sorted(masks)  # the fuser's order: its keys are the other modalities, sorted
-        for key, weights in attention.items():  # "m->others": (B, H, T_m, S), S = sum of T_others
-            query = key.split("->")[0]
-            others = [o for o in modalities if o != query]
-            sizes = [masks[o].shape[1] for o in others]
-            if query not in masks or sum(sizes) != weights.shape[-1]:
-                continue  # not the layout this callback knows how to split
-            B, H = weights.shape[:2]
-            mean = weights.mean(dim=1)  # (B, T_m, S)
-            for other, part in zip(others, mean.split(sizes, dim=-1), strict=True):  # (B, T_m, T_o)
-                images = []
-                for b in range(min(self.attention_samples, B)):
-                    rows, cols = masks[query][b], masks[other][b]
-                    if not rows.any() or not cols.any():
-                        continue  # one of the two modalities is missing for this sample
-                    matrix = part[b][rows][:, cols]  # (R, C): real query tokens x real key tokens
-                    sample = f"{samples.ids[b]} ({self._label(pl_module, samples, b)})"
-                    figure = attention_figure(
-                        matrix,
-                        _token_labels(samples, query, b, rows),
-                        _token_labels(samples, other, b, cols),
-                        _axis_title(samples, query, "queries"),
-                        _axis_title(samples, other, "keys"),
-                        f"{sample}: {query} attending to {other}, mean of {H} heads",
-                    )
-                    caption = (
-                        f"{sample}: {query} tokens (rows) attending to {other} tokens (columns), "
-                        f"mean of {H} heads, max {float(matrix.max()):.3f}"
-                    )
-                    images.append(wandb.Image(figure_pixels(figure), caption=caption))
-                if images:
-                    payload[f"attention/{safe_name(query)}_to_{safe_name(other)}"] = images
-        return payload
+        def describe(b: int) -> str:
+            return f"{samples.ids[b]} ({self._label(pl_module, samples, b)})"
+
+        payload: dict[str, list[Any]] = {}
+        for panel in attention_panels(attention, masks, samples, self.attention_samples, describe):
+            image = wandb.Image(figure_pixels(panel.figure), caption=panel.caption)
+            payload.setdefault(panel.key, []).append(image)
+        return dict(payload)
 
     # --- test: confusion matrix ------------------------------------------------------------------
 
@@ -279,18 +255,3 @@ def _confusion_payload(counts: Tensor, names: list[str]) -> dict[str, Any]:
         "test/confusion_matrix": chart,
         "test/confusion_matrix_image": wandb.Image(figure_pixels(figure), caption=caption),
     }
-
-
-def _token_labels(samples: FixedSamples, modality: str, b: int, real: Tensor) -> list[str]:
-    """Labels of sample ``b``'s real tokens of ``modality``: the text tokens where the modality is
-    text (and the encoder kept one token per text token), else the tokens' positions."""
-    positions = real.nonzero().flatten().tolist()
-    words = samples.tokens.get(modality, [])
-    if b < len(words) and len(words[b]) == len(positions):
-        return list(words[b])
-    return [str(i) for i in positions]
-
-
-def _axis_title(samples: FixedSamples, modality: str, role: str) -> str:
-    what = "tokens" if modality in samples.tokens else "token positions"
-    return f"{modality} {what} ({role})"

@@ -34,8 +34,8 @@ class PerceiverFusion(Fuser):
 
     Attention output:
         ``attention["latents->tokens"]`` is ``(B, H, N, sum of T_m)`` from the last read, keys in
-        sorted modality order; masked or absent keys weigh 0. The latents are no modality, so the W&B
-        callback, which draws ``"m->others"`` maps between modalities, does not draw it.
+        sorted modality order; masked or absent keys weigh 0. The W&B callback draws it as one map per
+        modality, ``attention/latents_to_<m>`` (:mod:`mmfuse.lit.wandb.attention_maps`).
     """
 
     def __init__(
