@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -12,17 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fusion_table", ROOT / "benchmarks" / "fusion_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "fusion_table", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_rows_come_from_the_config_folders(monkeypatch: pytest.MonkeyPatch) -> None:
-    table = _load(monkeypatch)
+def test_rows_come_from_the_config_folders(load_benchmark: Callable[[str], ModuleType]) -> None:
+    table = load_benchmark("fusion_table")
     fusers = table.fusers()
     assert {"concat", "late", "cross_attention"} <= set(fusers)
     assert set(fusers) == {p.stem for p in (ROOT / "configs/fusion").glob("*.yaml")}
@@ -32,8 +22,10 @@ def test_rows_come_from_the_config_folders(monkeypatch: pytest.MonkeyPatch) -> N
     assert "graph only" not in table.baselines("quickstart")
 
 
-def test_quick_table_has_its_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    table = _load(monkeypatch)
+def test_quick_table_has_its_columns(
+    load_benchmark: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    table = load_benchmark("fusion_table")
     out = tmp_path / "table.md"
     args = ["--quick", "--tasks", "relational", "--fusers", "concat", "--no-baselines", "--seeds", "0"]
     lines = table.main([*args, "--output", str(out), "--runs", str(tmp_path / "runs")])
@@ -58,10 +50,10 @@ def test_quick_table_has_its_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert table.load_result(run_dir, ["mmfuse", "fit", "--trainer.max_epochs=2"]) is None  # other settings
 
 
-def test_settings_are_arguments_the_task_configs_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_are_arguments_the_task_configs_accept(load_benchmark: Callable[[str], ModuleType]) -> None:
     from mmfuse.commands.config import parse_config
 
-    table = _load(monkeypatch)
+    table = load_benchmark("fusion_table")
     assert set(table.SETTINGS) == set(table.TASKS)
     for task, settings in table.SETTINGS.items():
         config = parse_config([*table.config_args(table.TASKS[task]), *settings.args(task)])

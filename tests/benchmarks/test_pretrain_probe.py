@@ -3,24 +3,12 @@ from-scratch run, all through the real commands (the figures: the script's, in t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pretrain_probe", ROOT / "benchmarks" / "pretrain_probe.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "pretrain_probe", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _image_encoder(run: Path) -> dict[str, torch.Tensor]:
@@ -30,8 +18,10 @@ def _image_encoder(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow  # four mmfuse processes: a pre-training fit, an embed and two one-epoch fits
-def test_quick_run_probes_the_pretrained_encoder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    bench = _load(monkeypatch)
+def test_quick_run_probes_the_pretrained_encoder(
+    load_benchmark: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    bench = load_benchmark("pretrain_probe")
     runs = tmp_path / "runs"
     lines = bench.main(["--quick", "--labels-per-class", "1", "--seeds", "0", "--runs", str(runs)])
     assert lines[1].startswith("recall@1 image->text") and "zero-shot colour accuracy" in lines[3]

@@ -75,13 +75,14 @@ def test_the_unimodal_heads_train_but_never_predict() -> None:
 
 
 def test_off_by_default_and_a_late_fuser_reuses_its_own_heads() -> None:
-    plain = _module()
-    assert len(plain.model.unimodal_heads) == 0 and plain(_batch([True] * 3)).unimodal == {}
-    assert plain.aux_losses(plain(_batch([True] * 3)), _batch([True] * 3).present, _batch([True] * 3)) == {}
+    plain, batch = _module(), _batch([True] * 3)
+    out = plain(batch)
+    assert len(plain.model.unimodal_heads) == 0 and out.unimodal == {}
+    assert plain.aux_losses(out, batch.present, batch) == {}
     late = _module("late", unimodal_loss=1.0)
     extra = sum(p.numel() for p in late.parameters()) - sum(p.numel() for p in _module("late").parameters())
     assert extra == 0  # the per-modality heads of late fusion are the unimodal heads
-    out = late(_batch([True] * 3))
+    out = late(batch)
     per_modality = {m: h(out.fused.per_modality[m]) for m, h in late.model.heads["label"].items()}
     for m, logits in out.unimodal["label"].items():
         assert torch.equal(logits, per_modality[m])
