@@ -257,3 +257,18 @@ def test_a_failed_fit_finishes_its_run(synthetic_root: Path, tmp_path: Path) -> 
         main(["fit", *quickstart_args(synthetic_root, tmp_path), fail])
     assert wandb.run is None  # finished, not left open for the next run in this process to reuse
     assert read_run(_one_run(tmp_path)).run_id  # and written to the end (its exit record)
+
+
+def test_ablation_confusion_matrices_are_named_by_subset() -> None:
+    """Under `ablate`, each subset's matrix has its own key and a title naming the subset; a plain
+    test keeps the plain key."""
+    from mmfuse.lit.wandb.media import _confusion_payload
+
+    counts = torch.tensor([[3, 1], [0, 2]])
+    plain = _confusion_payload(counts, ["a", "b"])
+    assert set(plain) == {"test/confusion_matrix", "test/confusion_matrix_image"}
+    ablated = _confusion_payload(counts, ["a", "b"], frozenset({"image", "audio"}))
+    assert set(ablated) == {"test/confusion_matrix/audio_image", "test/confusion_matrix/audio_image_image"}
+    chart = ablated["test/confusion_matrix/audio_image"]
+    assert chart.spec.string_fields["title"] == "Test confusion matrix, audio+image only"
+    assert "audio+image only (ablation)" in ablated["test/confusion_matrix/audio_image_image"]._caption

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -12,6 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from mmfuse.lit.presence import pattern_name
 from mmfuse.lit.wandb.attention_maps import attention_panels
 from mmfuse.lit.wandb.figures import confusion_figure, figure_pixels, safe_name
 from mmfuse.lit.wandb.run_identity import is_live
@@ -37,7 +39,9 @@ class WandbMedia(pl.Callback):
       (:mod:`~mmfuse.lit.wandb.attention_maps`).
     - ``test/confusion_matrix``: a W&B confusion-matrix chart of the test set, and the same counts
       as a labelled figure (``test/confusion_matrix_image``: class names on both axes, rows true
-      class, columns predicted, the count in each cell, a colour bar).
+      class, columns predicted, the count in each cell, a colour bar). Under ``mmfuse ablate``, each
+      subset's matrix under its own key and title: ``test/confusion_matrix/audio`` titled "Test confusion
+      matrix, audio only".
 
     Keys and media file names hold only letters, digits, ``_``, ``.``, ``-`` and ``/`` (a modality
     name with other characters is rewritten, see :func:`~mmfuse.lit.wandb.figures.safe_name`).
@@ -229,7 +233,8 @@ class WandbMedia(pl.Callback):
         logger = self._logger(trainer)
         if not trainer.is_global_zero or logger is None or not is_live(logger.experiment) or not counts.sum():
             return
-        self._log(trainer, logger, _confusion_payload(counts, list(pl_module.class_names)))
+        subset = getattr(pl_module, "keep_modalities", None)  # set by `mmfuse ablate`
+        self._log(trainer, logger, _confusion_payload(counts, list(pl_module.class_names), subset))
 
 
 def _keep_mask(masks: dict[str, Tensor], name: str, module: nn.Module, args: Any, output: Any) -> None:
@@ -238,20 +243,26 @@ def _keep_mask(masks: dict[str, Tensor], name: str, module: nn.Module, args: Any
         masks[name] = mask
 
 
-def _confusion_payload(counts: Tensor, names: list[str]) -> dict[str, Any]:
+def _confusion_payload(
+    counts: Tensor, names: list[str], subset: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The chart and the figure; ``subset``: the modalities an ablation kept, which then names the keys
+    (``test/confusion_matrix/audio``) and the titles, so each subset's matrix stands apart."""
     import wandb
 
+    title, key, scope = "Test confusion matrix", "test/confusion_matrix", "test"
+    if subset is not None:
+        kept = pattern_name(sorted(subset))
+        title, scope = f"{title}, {kept} only", f"test with {kept} only (ablation)"
+        key = f"{key}/{safe_name(kept)}"  # audio+image -> audio_image
     K = len(names)
     pairs = [(t, p) for t in range(K) for p in range(K) for _ in range(int(counts[t, p]))]
     chart = wandb.plot.confusion_matrix(
         y_true=[t for t, _ in pairs],
         preds=[p for _, p in pairs],
         class_names=names,
-        title="Test confusion matrix",
+        title=title,
     )
-    caption = f"test: rows true class, columns predicted, classes in order {names}"
-    figure = confusion_figure(counts, names, title="Test confusion matrix")
-    return {
-        "test/confusion_matrix": chart,
-        "test/confusion_matrix_image": wandb.Image(figure_pixels(figure), caption=caption),
-    }
+    caption = f"{scope}: rows true class, columns predicted, classes in order {names}"
+    figure = confusion_figure(counts, names, title=title)
+    return {key: chart, f"{key}_image": wandb.Image(figure_pixels(figure), caption=caption)}
