@@ -109,6 +109,25 @@ def test_audio_cnn_frames_are_tokens_and_wrong_mels_raise() -> None:
         encoder(torch.randn(2, 9, 4), mask)
 
 
+def test_audio_cnn_normalize_ignores_loudness_and_colouring_and_keeps_padding_exact() -> None:
+    encoder = AudioCNN(n_mels=5, d_model=D, channels=[6], kernel_size=3, normalize=True).eval()
+    g = torch.Generator().manual_seed(0)
+    clip = torch.randn(1, 7, 5, generator=g)
+    full = torch.ones(1, 7, dtype=torch.bool)
+    base = encoder(clip, full).tokens
+    # louder by a gain (a constant on log-mel) and coloured by a microphone (a constant per bin)
+    torch.testing.assert_close(encoder(clip + 3.0 + torch.randn(1, 1, 5, generator=g), full).tokens, base)
+    # scaled log-mel (another floor or log base) too
+    torch.testing.assert_close(encoder(clip * 2.5, full).tokens, base)
+    # padded with garbage in a longer batch: the real frames' tokens are the unpadded clip's
+    padded = torch.cat([clip, torch.full((1, 4, 5), 1e4)], dim=1)
+    mask = torch.arange(11)[None, :] < 7
+    torch.testing.assert_close(encoder(padded, mask).tokens[:, :7], base)
+    # without it, loudness changes the tokens
+    plain = AudioCNN(n_mels=5, d_model=D, channels=[6], kernel_size=3).eval()
+    assert not torch.allclose(plain(clip + 3.0, full).tokens, plain(clip, full).tokens)
+
+
 def test_image_vit_patch_grid_and_size_errors() -> None:
     encoder = ImageViT(in_channels=1, d_model=D, patch_size=4, num_layers=1, num_heads=2).eval()
     out = encoder(torch.randn(2, 1, 16, 12))

@@ -68,3 +68,26 @@ def masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
     kept = zero_masked(tokens, mask)  # (B, T, D)
     count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(tokens.dtype)  # (B, 1)
     return kept.sum(dim=1) / count
+
+
+def standardized_per_row(features: Tensor, mask: Tensor, eps: float = 1e-3) -> Tensor:
+    """Per row, each feature's mean over the real positions subtracted, then everything divided by
+    the row's standard deviation (over its real positions and all features); zeros at padding.
+
+    Applied to log-mel frames this is per-clip mean and variance normalisation: a louder or quieter
+    recording (a constant added to every log-mel value) and a microphone's colouring (a constant per
+    mel bin) give the same output.
+
+    Args:
+        features: ``(B, T, F)``; values at masked positions are ignored (even inf/NaN).
+        mask: ``(B, T)`` bool, True = real position.
+        eps: the smallest standard deviation divided by (a constant row stays zeros).
+
+    Returns:
+        ``(B, T, F)``.
+    """
+    x = zero_masked(features, mask)  # (B, T, F)
+    count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)[..., None]  # (B, 1, 1)
+    centred = zero_masked(x - x.sum(dim=1, keepdim=True) / count, mask)  # (B, T, F)
+    std = (centred.square().sum(dim=(1, 2), keepdim=True) / (count * x.shape[-1])).sqrt()  # (B, 1, 1)
+    return centred / std.clamp(min=eps)

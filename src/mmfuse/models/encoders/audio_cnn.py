@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from mmfuse.models.masking import zero_masked
+from mmfuse.models.masking import standardized_per_row, zero_masked
 from mmfuse.models.positions import sinusoidal_positions
 from mmfuse.types import EncoderOutput
 
@@ -44,6 +44,11 @@ class AudioCNN(nn.Module):
         channels: output channels of each conv layer.
         kernel_size: conv kernel size over frames (odd keeps 'same' padding symmetric).
         dropout: dropout after each layer.
+        normalize: standardise each clip's log-mel frames first (each mel bin's mean over the clip
+            subtracted, divided by the clip's standard deviation, padding left out): a recording's
+            loudness and microphone colouring no longer change what the convolutions see. Worth it
+            for real recordings; on the real-digits data it lifted the audio-only test accuracy
+            (docs/results-real-data.md).
     """
 
     #: what it reads, checked against the audio data's ``features`` before training starts
@@ -56,9 +61,11 @@ class AudioCNN(nn.Module):
         channels: Sequence[int] = (64, 64),
         kernel_size: int = 5,
         dropout: float = 0.0,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         self.n_mels = n_mels
+        self.normalize = normalize
         self.d_model = d_model
         dims = [n_mels, *channels]
         self.layers = nn.ModuleList(
@@ -80,7 +87,11 @@ class AudioCNN(nn.Module):
         if self.n_mels != M:
             raise ValueError(f"AudioCNN expects input_features (B, F, {self.n_mels}), got {(B, F, M)}")
         mask = feature_mask.bool()
-        x = zero_masked(input_features, mask)  # (B, F, M)
+        x = (
+            standardized_per_row(input_features, mask)
+            if self.normalize
+            else zero_masked(input_features, mask)
+        )
         for layer in self.layers:
             x = layer(x, mask)  # (B, F, C)
         tokens = self.proj(x) + sinusoidal_positions(F, self.d_model, x.device, x.dtype)  # (B, F, D)
