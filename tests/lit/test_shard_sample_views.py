@@ -51,4 +51,4 @@ def test_a_member_no_viewer_reads_is_named_by_shard_and_member(small_manifest: P
         audio = samples.views[b]["audio"]
         assert audio is not None and audio.kind == "text"  # log-mel frames: nothing to listen to
         shard, _, member = audio.value.rpartition(":")
-        assert shard.startswith(str(tmp_path / "shards" / "val-")) and member == f"{sample_id}.audio.npz"
+        assert shard.startswith(str(tmp_path / "shards" / "val-")) and member == f"{sample_id}.audio.npy"
