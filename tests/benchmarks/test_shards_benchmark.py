@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -41,3 +43,17 @@ def test_the_index_benchmark_compares_scan_and_index_on_the_same_rows(
     assert "300 tiny samples in 1 shards; the same samples and rows both ways: True" in out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| the shards' samples", "| load() (+ rows)"]
+
+
+def test_the_stage_benchmark_times_every_stage_of_every_source(
+    load_benchmark: Callable[[str], ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_benchmark("shards")  # what shard_stages imports its samples from
+    load_benchmark("shard_stages").main(["--samples", "60"])
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert table[0] == "| stage | per file | shards | shards, decoded (--resize_images --audio_features) |"
+    stages = [line.split(" | ")[0].lstrip("| ") for line in table[1:]]
+    assert stages[:5] == ["image: read", "image: decode", "audio: read", "audio: decode", "text: tokenise"]
+    assert stages[-1] == "epoch, 0 workers (a sample)"
+    for line in table[1:]:
+        assert all(cell.strip().lstrip("-").isdigit() for cell in line.strip("| ").split(" | ")[1:]), line
