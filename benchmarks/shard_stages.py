@@ -31,7 +31,6 @@ from mmfuse.data import ManifestSource
 from mmfuse.data.dataset import Collate, ManifestDataset
 from mmfuse.data.sampling import sample_seed
 from mmfuse.data.sources.shards import ShardRow, ShardSource
-from shards import PACKINGS, modalities, setup, write_samples  # benchmarks/shards.py, beside this script
 
 
 def per_sample(fn: Callable[[Any], Any], items: Sequence[Any], passes: int = 3) -> float:
@@ -60,6 +59,8 @@ def media_stages(name: str, dm: Any, manifest: Any, rows: Sequence[Any]) -> dict
 
 def stages(source: ManifestSource) -> dict[str, float]:
     """µs a train sample for each stage of reading it from ``source``."""
+    from shards import setup  # benchmarks/shards.py, beside this script
+
     data, _ = setup(source)
     manifest, rows, mods = data.manifest, data.rows("train"), data.modalities
     times: dict[str, float] = {}
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--samples", type=int, default=2000, help="samples to write and read (default 2000)")
     args = parser.parse_args(argv)
+    from shards import PACKINGS, modalities, write_samples  # benchmarks/shards.py, beside this script
+
     torch.set_num_threads(1)  # as in a DataLoader worker
     with tempfile.TemporaryDirectory(prefix="mmfuse-stages-") as tmp:
         manifest = ManifestSource(str(write_samples(Path(tmp) / "files", args.samples)))
