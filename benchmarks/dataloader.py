@@ -137,7 +137,7 @@ def main() -> None:
     if args.shards:
         from shards import compare  # benchmarks/shards.py, beside this script
 
-        compare(args.shards, model)
+        compare(args.shards, model, repeat=args.repeat)
 
 
 if __name__ == "__main__":

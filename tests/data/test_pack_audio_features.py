@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def test_packed_frames_equal_the_decoded_ones(small_manifest: Path, tmp_path: Pa
     modalities = {"audio": _audio(max_seconds=0.3), "text": TextDataModule(vocab_size=32)}
     pack(manifest, modalities, str(out), workers=0, audio_features=True)
     init = yaml.safe_load((out / "source.yaml").read_text())["init_args"]
-    assert init["members"] == {"audio.npz": "audio", "txt": "text"}  # frames, no audio file left
+    assert init["members"] == {"audio.npy": "audio", "txt": "text"}  # frames, no audio file left
     expected, got = (
         _batches(manifest, _audio(max_seconds=0.3)),
         _batches(ShardSource(**init), _audio(max_seconds=0.3)),
@@ -54,7 +56,7 @@ def test_packed_frames_equal_the_decoded_ones(small_manifest: Path, tmp_path: Pa
 
     # read with other settings, the frames are refused rather than taken for what those settings give
     row = ShardSource(**init).load().rows[0]
-    with pytest.raises(SampleError, match=r"other settings: hop_length=64 \(now 128\)"):
+    with pytest.raises(SampleError, match=r"other settings: hop_length=64 \(now 128\); pack the shards"):
         AudioDataModule(sample_rate=8000, n_fft=128, hop_length=128, n_mels=8, max_seconds=0.3).load_bytes(
             *row.read("audio"),
             train=True,  # type: ignore[attr-defined]
@@ -76,3 +78,30 @@ def test_a_train_clip_longer_than_max_seconds_is_refused(small_manifest: Path, t
     waveform = AudioDataModule(sample_rate=8000, features="waveform")
     with pytest.raises(ValueError, match="stores log-mel frames"):
         pack(manifest, {"audio": waveform}, str(tmp_path / "out"), workers=0, audio_features=True)
+
+
+PACK_AFTER_OPENMP = """
+import sys
+import torch
+from mmfuse.commands.pack import pack
+from mmfuse.data import AudioDataModule, ManifestSource
+torch.set_num_threads(2)
+torch.randn(1000, 1000).cos()  # this process's OpenMP threads start, as after a training step
+audio = AudioDataModule(sample_rate=8000, n_fft=128, hop_length=64, n_mels=8, max_seconds=0.3)
+pack(ManifestSource(sys.argv[1]), {"audio": audio}, sys.argv[2], workers=2, audio_features=True)
+print("packed")
+"""
+
+
+def test_pack_workers_compute_frames_after_this_process_used_openmp(
+    small_manifest: Path, tmp_path: Path
+) -> None:
+    # a forked worker that ran an OpenMP region started by its parent waited forever (the benchmark
+    # packs after training steps); a subprocess, so that a hang fails here instead of stopping the suite
+    out = subprocess.run(
+        [sys.executable, "-c", PACK_AFTER_OPENMP, str(small_manifest), str(tmp_path / "shards")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "packed", out.stderr[-2000:]

@@ -188,6 +188,8 @@ def test_pack_then_read_gives_the_manifests_batches(
     assert len(list((tmp_path / "shards").glob("train-*.tar"))) == 3  # 3 + 3 + 2: uneven shards
     config = yaml.safe_load((tmp_path / "shards" / "source.yaml").read_text())
     assert config["class_path"] == "mmfuse.data.sources.shards.ShardSource"
+    # resized: the pixels themselves, read without decoding an image
+    assert config["init_args"]["members"]["image.npy" if resize_images else "png"] == "image"
     shards = ShardSource(**config["init_args"])
     expected, got = _batches(manifest), _batches(shards)
     for split in ("train", "val", "test"):

@@ -17,12 +17,13 @@ from mmfuse.data.sources.shards import ShardSource
 from mmfuse.lit.wandb.val_samples import FixedSamples, fixed_val_samples, media_value
 
 
-def _val_samples(small_manifest: Path, out: Path, audio_features: bool) -> FixedSamples:
+def _val_samples(small_manifest: Path, out: Path, decoded: bool) -> FixedSamples:
     modalities = {
         "audio": AudioDataModule(sample_rate=8000, n_fft=128, hop_length=128, n_mels=8),
         "image": ImageDataModule(size=16),
     }
-    pack(ManifestSource(str(small_manifest)), modalities, str(out), workers=0, audio_features=audio_features)
+    manifest = ManifestSource(str(small_manifest))
+    pack(manifest, modalities, str(out), workers=0, resize_images=decoded, audio_features=decoded)
     init = yaml.safe_load((out / "source.yaml").read_text())["init_args"]
     data = MultimodalDataModule(ShardSource(**init), modalities, batch_size=2)
     data.setup("fit")
@@ -32,7 +33,7 @@ def _val_samples(small_manifest: Path, out: Path, audio_features: bool) -> Fixed
 
 
 def test_shard_rows_show_their_members(small_manifest: Path, tmp_path: Path) -> None:
-    samples = _val_samples(small_manifest, tmp_path / "shards", audio_features=False)
+    samples = _val_samples(small_manifest, tmp_path / "shards", decoded=False)
     media = small_manifest.parent / "media"
     for b, sample_id in enumerate(samples.ids):
         image, audio = samples.views[b]["image"], samples.views[b]["audio"]
@@ -46,9 +47,19 @@ def test_shard_rows_show_their_members(small_manifest: Path, tmp_path: Path) -> 
 
 
 def test_a_member_no_viewer_reads_is_named_by_shard_and_member(small_manifest: Path, tmp_path: Path) -> None:
-    samples = _val_samples(small_manifest, tmp_path / "shards", audio_features=True)
+    samples = _val_samples(small_manifest, tmp_path / "shards", decoded=True)
     for b, sample_id in enumerate(samples.ids):
         audio = samples.views[b]["audio"]
         assert audio is not None and audio.kind == "text"  # log-mel frames: nothing to listen to
         shard, _, member = audio.value.rpartition(":")
-        assert shard.startswith(str(tmp_path / "shards" / "val-")) and member == f"{sample_id}.audio.npz"
+        assert shard.startswith(str(tmp_path / "shards" / "val-")) and member == f"{sample_id}.audio.npy"
+
+
+def test_stored_pixels_show_as_the_image(small_manifest: Path, tmp_path: Path) -> None:
+    samples = _val_samples(small_manifest, tmp_path / "shards", decoded=True)
+    for b, sample_id in enumerate(samples.ids):
+        image = samples.views[b]["image"]
+        with Image.open(small_manifest.parent / "media" / f"{sample_id[1:]}.png") as img:
+            # 16-px PNGs stored at 16 px: the stored pixels are the file's
+            assert image is not None and image.kind == "image"
+            assert np.array_equal(image.value, np.asarray(img.convert("RGB")))

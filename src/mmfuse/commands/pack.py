@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import torch
 import yaml
-from PIL import Image
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
@@ -26,7 +26,6 @@ from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.modalities.audio import AudioDataModule
 from mmfuse.data.modalities.base import ModalityDataModule
 from mmfuse.data.modalities.image import ImageDataModule
-from mmfuse.data.modalities.image_modes import image_to_array
 from mmfuse.data.multimodal import MultimodalDataModule
 from mmfuse.data.sources.shard_files import expand
 from mmfuse.data.sources.shard_index import write_index
@@ -40,13 +39,13 @@ targets, extra columns and missing modalities survive: a run on the shards sees 
 
 Each sample is one key: its media files as members (an image column `image` with a .png file
 becomes the member `png`, any other column `col` becomes `col.png`), its text as `txt`, every
-other column in one `json` member. With --resize_images, images are stored decoded and resized to
-the image modality's size (PNG, 8 bits per channel), so that training decodes small images; pixel
-values then differ from the original files' by less than half a grey level. With --audio_features,
-audio is stored as the audio modality's log-mel frames (column.npz, with the settings they were
-computed with, checked when read), so that training skips decoding and the STFT; a train clip longer
-than max_seconds is refused (training crops a random window of its waveform), and the frames must be
-packed again after changing an audio setting.
+other column in one `json` member. With --resize_images, images are stored as their pixels, decoded
+and resized to the image modality's size (column.npy: 8 bits per channel, uncompressed), so that
+training copies pixels instead of decoding images; values then differ from the original files' by
+less than half a grey level. With --audio_features, audio is stored as the audio modality's log-mel
+frames (column.npy), so that training skips decoding and the STFT; a train clip longer than
+max_seconds is refused (training crops a random window of its waveform). Both store the settings
+they were computed with beside the array, checked when read: pack again after changing one.
 
 Each shard gets its index beside it (train-000000.tar.idx), which loading reads instead of scanning
 the shard; `mmfuse index` writes the index of shards written by another tool.
@@ -72,12 +71,12 @@ def main(args: list[str]) -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="processes that read files (default 2)")
     parser.add_argument(
-        "--resize_images", action="store_true", help="store images decoded and resized to the modality's size"
+        "--resize_images", action="store_true", help="store images as pixels at the modality's size (.npy)"
     )
     parser.add_argument(
         "--audio_features",
         action="store_true",
-        help="store audio as the modality's log-mel frames (.npz); train clips must fit max_seconds",
+        help="store audio as the modality's log-mel frames (.npy); train clips must fit max_seconds",
     )
     own, rest = parser.parse_known_args(args)
     if not any(a == "--config" or a.startswith(("--config=", "--data")) for a in rest):
@@ -115,8 +114,8 @@ class Packer:
         manifest: the manifest the rows come from.
         source: its source (for the id and split column names, which are not copied as fields).
         modalities: modality name -> its DataModule (which column, whether the cell is a file).
-        resize_images: store images decoded and resized to their modality's size.
-        audio_features: store audio as its log-mel frames (``column.npz``), computed as the audio
+        resize_images: store images as their pixels decoded at their modality's size (``column.npy``).
+        audio_features: store audio as its log-mel frames (``column.npy``), computed as the audio
             modality computes them.
 
     Raises:
@@ -133,41 +132,39 @@ class Packer:
     ) -> None:
         self.root = manifest.root
         self.path = str(manifest.path)
-        # (column, holds a file, resize to (channels, size, background) or None): plain values, as
-        # the DataModules (a tokenizer, ...) would be pickled to the workers with every chunk of rows
-        self.columns: list[tuple[str, bool, tuple[int, int, int] | None]] = []
+        self.columns = [(dm.column, dm.cell_is_path) for dm in modalities.values()]
+        # column -> (modality class, settings) of the columns stored decoded: plain values, to build the
+        # module again in a worker (the DataModules, a tokenizer among them, would be pickled with
+        # every chunk of rows)
+        self.stored: dict[str, tuple[type, dict[str, Any]]] = {}
         for dm in modalities.values():
-            resize = isinstance(dm, ImageDataModule) and resize_images
-            spec = (dm.channels, dm.size, dm.alpha_background) if isinstance(dm, ImageDataModule) else None
-            self.columns.append((dm.column, dm.cell_is_path, spec if resize else None))
-        # audio column -> the AudioDataModule's settings, to build it again in a worker process
-        self.audio: dict[str, dict[str, Any]] = {}
-        for dm in modalities.values() if audio_features else []:
-            if isinstance(dm, AudioDataModule):
+            if isinstance(dm, ImageDataModule) and resize_images:
+                settings = {**dm.stored_settings(), "max_pixels": dm.max_pixels}
+                self.stored[dm.column] = (ImageDataModule, settings)
+            if isinstance(dm, AudioDataModule) and audio_features:
                 if dm.features != "log_mel":
                     raise ValueError(
                         f"--audio_features stores log-mel frames, but the audio column {dm.column!r} is "
                         f"read as features={dm.features!r}"
                     )
-                self.audio[dm.column] = {"resample": dm.resample, **dm.feature_settings()}
+                self.stored[dm.column] = (AudioDataModule, {"resample": dm.resample, **dm.feature_settings()})
         # every other column (targets, extra fields) goes into the json member
-        taken = {source.id_column, source.split_column, "id", "split", *(c for c, _, _ in self.columns)}
+        taken = {source.id_column, source.split_column, "id", "split", *(c for c, _ in self.columns)}
         self.fields = [c for c in manifest.columns if c not in taken]
 
-    def extension(self, column: str, is_path: bool, cell: str, resized: bool) -> str:
+    def extension(self, column: str, is_path: bool, cell: str) -> str:
         """The member extension of one cell: ``png``, or ``front.png`` for an image column ``front``."""
-        suffix = ("png" if resized else Path(cell).suffix.lower().lstrip(".")) if is_path else "txt"
+        suffix = Path(cell).suffix.lower().lstrip(".") if is_path else "txt"
         return suffix if DEFAULT_MEMBERS.get(suffix) == column else f"{column}.{suffix}"
 
     def __call__(self, row: Row) -> dict[str, Any]:
         sample: dict[str, Any] = {"__key__": row.id}
-        for column, is_path, resize in self.columns:
+        for column, is_path in self.columns:
             cell = row.cells.get(column, "")
             if not cell.strip():
                 continue  # missing here: no member, and the shard source reads an empty cell
-            extension = self.extension(column, is_path, cell, resize is not None)
             if not is_path:
-                sample[extension] = cell.encode("utf-8")
+                sample[self.extension(column, is_path, cell)] = cell.encode("utf-8")
                 continue
             try:
                 data = (self.root / cell).read_bytes()
@@ -176,51 +173,46 @@ class Packer:
                 raise DataError(
                     reason, file=self.path, row=row.row, sample_id=row.id, column=column
                 ) from None
-            if column in self.audio:
-                features = self._features(data, row, column)
-                if features is not None:  # else the file itself: training reports what is wrong with it
-                    extension, data = f"{column}.npz", features
-            sample[extension] = data if resize is None else _resized(data, *resize)
+            decoded = self._decoded(data, row, column) if column in self.stored else None
+            if decoded is None:  # stored as it is (or does not decode: training reports what is wrong)
+                sample[self.extension(column, is_path, cell)] = data
+            else:
+                sample[f"{column}.npy"] = decoded
         sample["json"] = json.dumps({c: row.cells.get(c, "") for c in self.fields}).encode("utf-8")
         return sample
 
-    def _features(self, data: bytes, row: Row, column: str) -> bytes | None:
-        """The clip's log-mel frames as an ``.npz`` (None: the file does not decode).
+    def _decoded(self, data: bytes, row: Row, column: str) -> bytes | None:
+        """An image's pixels or a clip's log-mel frames, stored with their settings (None: the file
+        does not decode).
 
         Raises:
             DataError: a train clip longer than ``max_seconds``, whose random crop needs the waveform.
         """
-        audio = _audio_module(**self.audio[column])
+        kind, settings = self.stored[column]
+        dm = _module(kind, tuple(settings.items()))
         cell = row.cells[column]
         try:
-            wave = audio.decode_wave(io.BytesIO(data), cell)
+            if isinstance(dm, ImageDataModule):
+                return dm.precompute(data, cell)
+            assert isinstance(dm, AudioDataModule)
+            wave = dm.decode_wave(io.BytesIO(data), cell)
         except SampleError:
             return None
-        if row.split == "train" and len(wave) > audio.max_samples:
+        if row.split == "train" and len(wave) > dm.max_samples:
             reason = (
-                f"{cell} lasts {len(wave) / audio.sample_rate:.2f} s, over max_seconds={audio.max_seconds}: "
+                f"{cell} lasts {len(wave) / dm.sample_rate:.2f} s, over max_seconds={dm.max_seconds}: "
                 "training crops a random window of its waveform, which precomputed frames cannot give "
                 "(pack without --audio_features, or cut the clips to max_seconds)"
             )
             raise DataError(reason, file=self.path, row=row.row, sample_id=row.id, column=column)
-        return audio.precompute(wave[: audio.max_samples])  # val/test: the start, as they are read
+        return dm.precompute(wave[: dm.max_samples])  # val/test: the start, as they are read
 
 
-@functools.lru_cache(maxsize=4)
-def _audio_module(**settings: Any) -> AudioDataModule:
-    """The audio modality that computes the frames, built once per process from its settings."""
-    return AudioDataModule(**settings)
-
-
-def _resized(data: bytes, channels: int, size: int, background: int) -> bytes:
-    """An image decoded as the modality decodes it (orientation, mode, size), stored as an 8-bit PNG."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        array = image_to_array(img, channels, size, background)  # (H, W, C) in [0, 1]
-    pixels = (array * 255.0).round().clip(0, 255).astype("uint8")
-    out = io.BytesIO()
-    Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(out, format="PNG")
-    return out.getvalue()
+@functools.lru_cache(maxsize=8)
+def _module(kind: type, settings: tuple[tuple[str, Any], ...]) -> ModalityDataModule:
+    """The modality that decodes a stored column, built once per process from its settings."""
+    module: ModalityDataModule = kind(**dict(settings))
+    return module
 
 
 def pack(
@@ -285,7 +277,7 @@ def _source_config(
     source: ManifestSource, written: dict[str, tuple[str, int]], packer: Packer, extensions: set[str]
 ) -> dict[str, Any]:
     """The ShardSource that reads the shards back, with the same tasks as ``source``."""
-    is_path = {column: path for column, path, _ in packer.columns}
+    is_path = dict(packer.columns)
     members = {e: e.split(".")[0] if "." in e else DEFAULT_MEMBERS[e] for e in sorted(extensions - {"json"})}
     text = [e for e, column in members.items() if not is_path[column]]
     init: dict[str, Any] = {split: pattern for split, (pattern, _) in written.items()}
@@ -299,7 +291,13 @@ class _mapper:
     """``map`` in order, in worker processes (``workers`` > 0) or here."""
 
     def __init__(self, workers: int) -> None:
-        self.pool = ProcessPoolExecutor(workers) if workers > 0 else None
+        # one torch thread a worker, as a DataLoader worker has: a forked child that runs an OpenMP
+        # region its parent had started (a log-mel's window) waits for the parent's threads forever
+        self.pool = (
+            ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+            if workers > 0
+            else None
+        )
 
     def __call__(self, fn: Packer, rows: list[Row]) -> Iterator[dict[str, Any]]:
         if self.pool is None:

@@ -4,7 +4,6 @@ or the waveform itself (for wav2vec2-style pretrained encoders)."""
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers.audio_utils import mel_filter_bank
 
 from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities import stored
 from mmfuse.data.modalities.base import ModalityDataModule, Sample, SampleView
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ class AudioDataModule(ModalityDataModule):
 
     def load_bytes(self, data: bytes, name: str, train: bool) -> Sample:
         """Decode one audio file read from elsewhere (a shard member), as :meth:`load` decodes a file;
-        a ``.npz`` member holds log-mel frames computed beforehand (``mmfuse pack --audio_features``)."""
-        if name.endswith(".npz"):
+        a ``.npy`` member holds log-mel frames computed when packing (``mmfuse pack --audio_features``)."""
+        if name.endswith(".npy"):
             return self._precomputed(data, name)
         return self._decode(io.BytesIO(data), name, train)
 
@@ -190,14 +190,12 @@ class AudioDataModule(ModalityDataModule):
         }
 
     def precompute(self, wave: Tensor) -> bytes:
-        """The ``.npz`` of a clip's log-mel frames (``wave``: ``(N,)`` samples, at most ``max_seconds``)
-        and of the settings they were computed with, which :meth:`load_bytes` reads back."""
+        """A clip's log-mel frames (``wave``: ``(N,)`` samples, at most ``max_seconds``) stored with the
+        settings they were computed with (see :mod:`mmfuse.data.modalities.stored`), which
+        :meth:`load_bytes` reads back."""
         if len(wave) > self.max_samples:
             raise ValueError("a clip longer than max_seconds is cropped when read: precompute the crop")
-        out = io.BytesIO()
-        settings = np.array(json.dumps(self.feature_settings(), sort_keys=True))
-        np.savez(out, log_mel=self.log_mel(wave).numpy(), settings=settings)
-        return out.getvalue()
+        return stored.dump(self.feature_settings(), self.log_mel(wave).numpy())
 
     def _precomputed(self, data: bytes, name: str) -> Sample:
         """Log-mel frames stored by :meth:`precompute`, if computed as this module computes them."""
@@ -205,21 +203,13 @@ class AudioDataModule(ModalityDataModule):
             raise SampleError(
                 "holds log-mel frames, not the audio: features='waveform' needs the audio", file=name
             )
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-                features, settings = stored["log_mel"], json.loads(str(stored["settings"]))
-        except (OSError, KeyError, ValueError) as e:
-            raise SampleError(f"cannot read precomputed log-mel frames: {e}", file=name) from None
-        wanted = self.feature_settings()
-        changed = [f"{k}={settings.get(k)} (now {v})" for k, v in wanted.items() if settings.get(k) != v]
-        if changed:
+        features = stored.load(data, self.feature_settings(), name)
+        if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != self.n_mels:
             raise SampleError(
-                f"log-mel frames computed with other settings: {', '.join(changed)}; pack the audio again",
+                f"log-mel frames of {features.dtype} {features.shape}, not float32 (F, {self.n_mels})",
                 file=name,
             )
-        if features.ndim != 2 or features.shape[1] != self.n_mels:
-            raise SampleError(f"log-mel frames of shape {features.shape}, not (F, {self.n_mels})", file=name)
-        frames = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))  # (F, M)
+        frames = torch.from_numpy(features.copy())  # (F, M); a copy: the bytes are read-only
         return {"input_features": frames, "feature_mask": torch.ones(len(frames), dtype=torch.bool)}
 
     def _crop(self, wave: Tensor, train: bool) -> Tensor:

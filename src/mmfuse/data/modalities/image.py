@@ -15,6 +15,7 @@ from PIL import Image
 from torch import Tensor
 
 from mmfuse.data.manifest.errors import SampleError
+from mmfuse.data.modalities import stored
 from mmfuse.data.modalities.base import ModalityDataModule, Sample, SampleView
 from mmfuse.data.modalities.image_modes import image_to_array
 
@@ -150,10 +151,43 @@ class ImageDataModule(ModalityDataModule):
         return self._decode(path, str(path), train)
 
     def load_bytes(self, data: bytes, name: str, train: bool) -> Sample:
-        """Decode one image read from elsewhere (a shard member), as :meth:`load` decodes a file."""
+        """Decode one image read from elsewhere (a shard member), as :meth:`load` decodes a file; a
+        ``.npy`` member holds pixels decoded when packing (``mmfuse pack --resize_images``)."""
+        if name.endswith(".npy"):
+            pixels = stored.load(data, self.stored_settings(), name)
+            if pixels.dtype != np.uint8 or pixels.shape != (self.size, self.size, self.channels):
+                raise SampleError(
+                    f"stored pixels are {pixels.dtype} {pixels.shape}, not uint8 "
+                    f"{(self.size, self.size, self.channels)}; pack the shards again",
+                    file=name,
+                )
+            x = np.empty((self.channels, self.size, self.size), dtype=np.float32)  # (C, H, W)
+            np.divide(pixels.transpose(2, 0, 1), np.float32(255.0), out=x)  # as decoding divides
+            return self._finish(torch.from_numpy(x), train)
         return self._decode(io.BytesIO(data), name, train)
 
+    def stored_settings(self) -> dict[str, int]:
+        """What stored pixels depend on: written with them when packing, and checked when read."""
+        return {"channels": self.channels, "size": self.size, "alpha_background": self.alpha_background}
+
+    def precompute(self, data: bytes, name: str) -> bytes:
+        """An image file decoded as :meth:`load` decodes it (orientation, mode, size), before any
+        augmentation, stored as 8-bit pixels ``(size, size, channels)`` with :meth:`stored_settings`
+        (see :mod:`mmfuse.data.modalities.stored`); :meth:`load_bytes` reads it back.
+
+        Raises:
+            SampleError: the file does not decode.
+        """
+        array = self._pixels(io.BytesIO(data), name)  # (H, W, C) in [0, 1]
+        pixels = (array * 255.0).round().clip(0, 255).astype(np.uint8)
+        return stored.dump(self.stored_settings(), pixels)
+
     def _decode(self, source: Path | BinaryIO, name: str, train: bool) -> Sample:
+        array = self._pixels(source, name)
+        return self._finish(torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), train)
+
+    def _pixels(self, source: Path | BinaryIO, name: str) -> np.ndarray:
+        """The decoded image, ``(size, size, channels)`` float32 in ``[0, 1]``."""
         try:
             with warnings.catch_warnings():
                 if self.max_pixels is not None:
@@ -169,7 +203,10 @@ class ImageDataModule(ModalityDataModule):
         except (OSError, SyntaxError, ValueError) as e:
             # UnidentifiedImageError is an OSError; some corrupt PNGs raise SyntaxError
             raise SampleError(f"cannot decode image: {e}", file=name) from None
-        x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (C, H, W)
+        return array
+
+    def _finish(self, x: Tensor, train: bool) -> Sample:
+        """``x``: ``(C, H, W)`` in ``[0, 1]`` -> augmented (train) and normalised ``pixel_values``."""
         if train and self.augments:
             x = self._augment(x)
         x = (x - self._mean) / self._std

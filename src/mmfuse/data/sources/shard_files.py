@@ -59,6 +59,8 @@ def local_path(url: str) -> str:
 
 def header_problem(header: bytes, member: Member) -> str:
     """Why the 512-byte tar header before a member's data does not describe that member ("" if it does)."""
+    if _plain_header_matches(header, member):
+        return ""  # the common case, checked in ~2 µs; tarfile's parse below costs ~20 µs a member
     try:
         info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
     except tarfile.HeaderError as e:
@@ -74,6 +76,22 @@ def header_problem(header: bytes, member: Member) -> str:
         found, wanted = f"{info.name} ({info.size} bytes)", f"{member.name} ({member.size} bytes)"
         return f"byte {member.offset} holds {found}, not {wanted}"
     return ""
+
+
+def _plain_header_matches(header: bytes, member: Member) -> bool:
+    """True when ``header`` is a valid tar header (checksum) whose name field holds exactly the
+    member's name, with no ustar prefix, and whose size field its size. False says nothing: the
+    header may still describe the member in a form this does not read (a long or non-ASCII name in a
+    pax header before it, a size in base-256), which :func:`header_problem` then parses in full."""
+    name = member.name.encode("utf-8")
+    if len(header) != BLOCK or len(name) >= 100 or header[: len(name) + 1] != name + b"\0" or header[345]:
+        return False
+    try:
+        size, checksum = int(header[124:136].strip(b"\0 "), 8), int(header[148:156].strip(b"\0 "), 8)
+    except ValueError:
+        return False
+    # the checksum is the sum of the header's bytes with its own field read as 8 spaces
+    return size == member.size and checksum == sum(header) - sum(header[148:156]) + 8 * 32
 
 
 def split_name(name: str) -> tuple[str, str]:

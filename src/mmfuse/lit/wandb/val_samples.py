@@ -117,6 +117,11 @@ def _view(dm: Any, row: Any, cell: str, root: Path, inputs: Any, b: int) -> Samp
         return view
     try:
         data, _ = row.read(dm.column)
+        if view.kind == "image" and row.place(dm.column).endswith(".npy"):
+            f = io.BytesIO(data)  # pixels stored when packing: their settings' record, then them
+            np.load(f, allow_pickle=False)
+            pixels = np.load(f, allow_pickle=False)  # (H, W, C) uint8
+            return SampleView("image", pixels.repeat(3, axis=2) if pixels.shape[2] == 1 else pixels)
         if view.kind == "image":
             with Image.open(io.BytesIO(data)) as img:
                 return SampleView("image", np.asarray(img.convert("RGB")))
