@@ -31,13 +31,21 @@ def test_quick_table_has_its_columns(
     lines = table.main([*args, "--output", str(out), "--runs", str(tmp_path / "runs")])
     assert out.read_text().splitlines() == lines
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == ["task", "run", "test acc (mean ± std)", "seeds", "parameters", "wall time per fit"]
+    assert header == [
+        "task",
+        "run",
+        "test acc (mean ± std)",
+        "seeds",
+        "parameters",
+        "wall time per fit",
+        "CPU time per fit",
+    ]
     [row] = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    task, run, acc, seeds, params, wall = row
+    task, run, acc, seeds, params, wall, cpu = row
     assert (task, run, seeds) == ("relational", "concat", "1")
     mean, std = acc.split(" ± ")
     assert 0 <= float(mean) <= 1 and float(std) == 0
-    assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s")
+    assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s") and float(cpu.removesuffix(" s")) > 0
     assert not (ROOT / "runs" / "fusion_table" / "data").exists()  # --quick data in its own folder
 
     # --reuse: the finished fit (same command) is read back, not run again
