@@ -75,3 +75,20 @@ def test_settings_are_arguments_the_task_configs_accept(load_benchmark: Callable
         else:  # another size never overwrites the shipped copy
             assert source.num_samples == settings.num_samples
             assert source.root == f"data/fusion_table/{task}_{settings.num_samples}"
+
+
+def test_relational_task_warms_the_learning_rate_up(load_benchmark: Callable[[str], ModuleType]) -> None:
+    """Early fusion stays at chance on the relational task when its first steps take the full lr."""
+    import torch
+
+    from mmfuse.commands.config import parse_config
+    from mmfuse.lit.schedules import WarmupCosine
+
+    table = load_benchmark("fusion_table")
+    scheduler = parse_config(table.config_args(table.TASKS["relational"])).model.scheduler
+    assert scheduler is not None and scheduler.class_path == "mmfuse.lit.schedules.WarmupCosine"
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupCosine(optimizer, **{**vars(scheduler.init_args), "total_steps": 330})
+    factors = [schedule.factor(step) for step in (0, 16, 33, 200, 330)]
+    assert factors[0] == 0 and 0 < factors[1] < 1  # warms up from zero...
+    assert factors[2:] == [1.0, 1.0, 1.0]  # ...to the optimizer's lr, then keeps it
