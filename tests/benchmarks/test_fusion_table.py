@@ -31,13 +31,21 @@ def test_quick_table_has_its_columns(
     lines = table.main([*args, "--output", str(out), "--runs", str(tmp_path / "runs")])
     assert out.read_text().splitlines() == lines
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header == ["task", "run", "test acc (mean ± std)", "seeds", "parameters", "wall time per fit"]
+    assert header == [
+        "task",
+        "run",
+        "test acc (mean ± std)",
+        "seeds",
+        "parameters",
+        "wall time per fit",
+        "CPU time per fit",
+    ]
     [row] = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
-    task, run, acc, seeds, params, wall = row
+    task, run, acc, seeds, params, wall, cpu = row
     assert (task, run, seeds) == ("relational", "concat", "1")
     mean, std = acc.split(" ± ")
     assert 0 <= float(mean) <= 1 and float(std) == 0
-    assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s")
+    assert int(params.replace(",", "")) > 10_000 and wall.endswith(" s") and float(cpu.removesuffix(" s")) > 0
     assert not (ROOT / "runs" / "fusion_table" / "data").exists()  # --quick data in its own folder
 
     # --reuse: the finished fit (same command) is read back, not run again
@@ -67,3 +75,20 @@ def test_settings_are_arguments_the_task_configs_accept(load_benchmark: Callable
         else:  # another size never overwrites the shipped copy
             assert source.num_samples == settings.num_samples
             assert source.root == f"data/fusion_table/{task}_{settings.num_samples}"
+
+
+def test_relational_task_warms_the_learning_rate_up(load_benchmark: Callable[[str], ModuleType]) -> None:
+    """Early fusion stays at chance on the relational task when its first steps take the full lr."""
+    import torch
+
+    from mmfuse.commands.config import parse_config
+    from mmfuse.lit.schedules import WarmupCosine
+
+    table = load_benchmark("fusion_table")
+    scheduler = parse_config(table.config_args(table.TASKS["relational"])).model.scheduler
+    assert scheduler is not None and scheduler.class_path == "mmfuse.lit.schedules.WarmupCosine"
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupCosine(optimizer, **{**vars(scheduler.init_args), "total_steps": 330})
+    factors = [schedule.factor(step) for step in (0, 16, 33, 200, 330)]
+    assert factors[0] == 0 and 0 < factors[1] < 1  # warms up from zero...
+    assert factors[2:] == [1.0, 1.0, 1.0]  # ...to the optimizer's lr, then keeps it
