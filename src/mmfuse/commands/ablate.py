@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mmfuse.commands.config import full_cli
+from mmfuse.commands.config import command_parser, full_cli
 from mmfuse.lit.module import MultimodalModule
 from mmfuse.lit.presence import pattern_name
 from mmfuse.lit.run_directory import run_directory
@@ -33,13 +32,7 @@ EXAMPLE = "example: mmfuse ablate --config configs/quickstart.yaml --ckpt_path r
 
 def main(args: list[str]) -> int:
     """Run ``mmfuse ablate``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="mmfuse ablate",
-        description=DESCRIPTION,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = command_parser("mmfuse ablate", DESCRIPTION, EXAMPLE)
     parser.add_argument(
         "--ckpt_path",
         required=True,

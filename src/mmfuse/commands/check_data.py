@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
-from mmfuse.commands.config import build_data, parse_config
+from mmfuse.commands.config import build_data, command_parser, parse_config
 from mmfuse.data.decode import STATUSES
 from mmfuse.data.manifest.errors import DataError
 from mmfuse.data.multimodal import MultimodalDataModule
@@ -50,13 +49,7 @@ EXAMPLE = "example: mmfuse check-data --config configs/my_data.yaml --problems_c
 
 def main(args: list[str]) -> int:
     """Run ``mmfuse check-data``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="mmfuse check-data",
-        description=DESCRIPTION,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = command_parser("mmfuse check-data", DESCRIPTION, EXAMPLE)
     parser.add_argument("--workers", type=int, default=2, help="processes that decode files (default 2)")
     parser.add_argument("--problems_csv", type=Path, help="also write the problems to this CSV file")
     own, rest = parser.parse_known_args(args)

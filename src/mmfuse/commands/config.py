@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,3 +71,16 @@ def parse_config(args: list[str]) -> Namespace:
 
 
 __all__ = ["build_data", "full_cli", "parse_config"]
+
+
+def command_parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """The argument parser of an mmfuse command with options of its own (the rest goes to the config):
+    its description and example kept as written, and no abbreviated options (an abbreviation would
+    take a config argument for one of the command's own)."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mmfuse.commands.config import full_cli
+from mmfuse.commands.config import command_parser, full_cli
 from mmfuse.commands.zero_shot import (
     DEFAULT_PROMPT,
     class_labels,
@@ -135,13 +134,7 @@ def retrieval(arrays: dict[str, np.ndarray], modalities: Sequence[str]) -> dict[
 
 def main(args: list[str]) -> int:
     """Run ``mmfuse embed``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="mmfuse embed",
-        description=DESCRIPTION,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = command_parser("mmfuse embed", DESCRIPTION, EXAMPLE)
     parser.add_argument(
         "--ckpt_path",
         required=True,

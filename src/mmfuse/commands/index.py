@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -10,7 +9,7 @@ from functools import partial
 from rich.console import Console
 from rich.markup import escape
 
-from mmfuse.commands.config import build_data, parse_config
+from mmfuse.commands.config import build_data, command_parser, parse_config
 from mmfuse.data.sources.shard_files import expand
 from mmfuse.data.sources.shard_index import SUFFIX, write_index
 from mmfuse.data.sources.shards import ShardSource
@@ -30,13 +29,7 @@ EXAMPLE = "example: mmfuse index --shards 'data/laion/{00000..00099}.tar' --work
 
 def main(args: list[str]) -> int:
     """Run ``mmfuse index``; returns the exit code (1 if a shard could not be indexed)."""
-    parser = argparse.ArgumentParser(
-        prog="mmfuse index",
-        description=DESCRIPTION,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = command_parser("mmfuse index", DESCRIPTION, EXAMPLE)
     parser.add_argument("--shards", help="shard paths or fsspec URLs with brace ranges (several: spaces)")
     parser.add_argument(
         "--inline",

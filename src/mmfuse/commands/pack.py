@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import io
 import json
@@ -19,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
-from mmfuse.commands.config import build_data, parse_config
+from mmfuse.commands.config import build_data, command_parser, parse_config
 from mmfuse.data.manifest.errors import DataError, SampleError
 from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
 from mmfuse.data.manifest.source import ManifestSource
@@ -57,13 +56,7 @@ EXAMPLE = "example: mmfuse pack --config configs/my_data.yaml --out data/shards 
 
 def main(args: list[str]) -> int:
     """Run ``mmfuse pack``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="mmfuse pack",
-        description=DESCRIPTION,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
+    parser = command_parser("mmfuse pack", DESCRIPTION, EXAMPLE)
     parser.add_argument("--out", required=True, help="folder (or fsspec URL) the shards are written to")
     parser.add_argument("--samples_per_shard", type=int, default=10000, help="samples per shard (10000)")
     parser.add_argument(
@@ -147,7 +140,7 @@ class Packer:
                         f"--audio_features stores log-mel frames, but the audio column {dm.column!r} is "
                         f"read as features={dm.features!r}"
                     )
-                self.stored[dm.column] = (AudioDataModule, {"resample": dm.resample, **dm.feature_settings()})
+                self.stored[dm.column] = (AudioDataModule, {"resample": dm.resample, **dm.stored_settings()})
         # every other column (targets, extra fields) goes into the json member
         taken = {source.id_column, source.split_column, "id", "split", *(c for c, _ in self.columns)}
         self.fields = [c for c in manifest.columns if c not in taken]

@@ -176,7 +176,7 @@ class AudioDataModule(ModalityDataModule):
             mono = _resample(mono, rate, self.sample_rate)
         return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
 
-    def feature_settings(self) -> dict[str, float]:
+    def stored_settings(self) -> dict[str, float]:
         """What the log-mel frames of a clip depend on: stored with precomputed frames, and checked."""
         top = self.sample_rate / 2 if self.f_max is None else self.f_max
         return {
@@ -195,7 +195,7 @@ class AudioDataModule(ModalityDataModule):
         :meth:`load_bytes` reads back."""
         if len(wave) > self.max_samples:
             raise ValueError("a clip longer than max_seconds is cropped when read: precompute the crop")
-        return stored.dump(self.feature_settings(), self.log_mel(wave).numpy())
+        return stored.dump(self.stored_settings(), self.log_mel(wave).numpy())
 
     def _precomputed(self, data: bytes, name: str) -> Sample:
         """Log-mel frames stored by :meth:`precompute`, if computed as this module computes them."""
@@ -203,7 +203,7 @@ class AudioDataModule(ModalityDataModule):
             raise SampleError(
                 "holds log-mel frames, not the audio: features='waveform' needs the audio", file=name
             )
-        features = stored.load(data, self.feature_settings(), name)
+        features = stored.load(data, self.stored_settings(), name)
         if features.dtype != np.float32 or features.ndim != 2 or features.shape[1] != self.n_mels:
             raise SampleError(
                 f"log-mel frames of {features.dtype} {features.shape}, not float32 (F, {self.n_mels})",
