@@ -268,7 +268,11 @@ def test_ablation_confusion_matrices_are_named_by_subset() -> None:
     plain = _confusion_payload(counts, ["a", "b"])
     assert set(plain) == {"test/confusion_matrix", "test/confusion_matrix_image"}
     ablated = _confusion_payload(counts, ["a", "b"], frozenset({"image", "audio"}))
-    assert set(ablated) == {"test/confusion_matrix/audio_image", "test/confusion_matrix/audio_image_image"}
+    assert set(ablated) == {"test/confusion_matrix/audio_image", "test/confusion_matrix_image/audio_image"}
+    # every subset of an ablation: six keys, none of one subset taken by another's
+    subsets = [{"audio", "image"}, {"audio"}, {"image"}]
+    keys = [k for s in subsets for k in _confusion_payload(counts, ["a", "b"], frozenset(s))]
+    assert len(set(keys)) == len(keys) == 6
     chart = ablated["test/confusion_matrix/audio_image"]
     assert chart.spec.string_fields["title"] == "Test confusion matrix, audio+image only"
-    assert "audio+image only (ablation)" in ablated["test/confusion_matrix/audio_image_image"]._caption
+    assert "audio+image only (ablation)" in ablated["test/confusion_matrix_image/audio_image"]._caption

@@ -40,7 +40,8 @@ class WandbMedia(pl.Callback):
     - ``test/confusion_matrix``: a W&B confusion-matrix chart of the test set, and the same counts
       as a labelled figure (``test/confusion_matrix_image``: class names on both axes, rows true
       class, columns predicted, the count in each cell, a colour bar). Under ``mmfuse ablate``, each
-      subset's matrix under its own key and title: ``test/confusion_matrix/audio`` titled "Test confusion
+      subset's matrix under its own keys and title: ``test/confusion_matrix/audio`` and
+      ``test/confusion_matrix_image/audio`` titled "Test confusion
       matrix, audio only".
 
     Keys and media file names hold only letters, digits, ``_``, ``.``, ``-`` and ``/`` (a modality
@@ -247,14 +248,21 @@ def _confusion_payload(
     counts: Tensor, names: list[str], subset: Iterable[str] | None = None
 ) -> dict[str, Any]:
     """The chart and the figure; ``subset``: the modalities an ablation kept, which then names the keys
-    (``test/confusion_matrix/audio``) and the titles, so each subset's matrix stands apart."""
+    (``test/confusion_matrix/audio``, ``test/confusion_matrix_image/audio``) and the titles, so each
+    subset's matrix stands apart."""
     import wandb
 
-    title, key, scope = "Test confusion matrix", "test/confusion_matrix", "test"
+    title, scope, key, image_key = (
+        "Test confusion matrix",
+        "test",
+        "test/confusion_matrix",
+        "test/confusion_matrix_image",
+    )
     if subset is not None:
         kept = pattern_name(sorted(subset))
         title, scope = f"{title}, {kept} only", f"test with {kept} only (ablation)"
-        key = f"{key}/{safe_name(kept)}"  # audio+image -> audio_image
+        # the subset last, never a suffix of the key: "audio" + "_image" would be "audio+image"'s key
+        key, image_key = (f"{k}/{safe_name(kept)}" for k in (key, image_key))  # audio+image -> audio_image
     K = len(names)
     pairs = [(t, p) for t in range(K) for p in range(K) for _ in range(int(counts[t, p]))]
     chart = wandb.plot.confusion_matrix(
@@ -265,4 +273,4 @@ def _confusion_payload(
     )
     caption = f"{scope}: rows true class, columns predicted, classes in order {names}"
     figure = confusion_figure(counts, names, title=title)
-    return {key: chart, f"{key}_image": wandb.Image(figure_pixels(figure), caption=caption)}
+    return {key: chart, image_key: wandb.Image(figure_pixels(figure), caption=caption)}
