@@ -19,6 +19,7 @@ from transformers.audio_utils import mel_filter_bank
 
 from mmfuse.data.manifest.errors import SampleError
 from mmfuse.data.modalities import stored
+from mmfuse.data.modalities.audio_masks import mask_spectrogram
 from mmfuse.data.modalities.base import ModalityDataModule, Sample, SampleView
 
 if TYPE_CHECKING:
@@ -57,6 +58,13 @@ class AudioDataModule(ModalityDataModule):
         n_mels: number of mel bins ``M``.
         f_min: lowest frequency of the mel filter bank, in Hz.
         f_max: highest frequency of the mel filter bank, in Hz. Default ``sample_rate / 2``.
+        time_masks: train split only, SpecAugment-style: hide this many random stretches of each
+            clip's frames, each 0..``max_time_mask`` frames wide, behind the clip's average spectrum
+            (:mod:`~mmfuse.data.modalities.audio_masks`). 0: none. Val and test are never masked.
+        max_time_mask: the widest masked stretch, in frames.
+        freq_masks: train split only: hide this many random bands of mel bins, each
+            0..``max_freq_mask`` bins wide. 0: none.
+        max_freq_mask: the widest masked band, in mel bins.
         required: an empty cell is a problem (check-data reports it; training raises or skips the
             row, see ``on_bad_sample``) instead of marking this modality missing for the sample.
         source: the manifest, only needed when this module is used alone.
@@ -79,6 +87,10 @@ class AudioDataModule(ModalityDataModule):
         n_mels: int = 40,
         f_min: float = 0.0,
         f_max: float | None = None,
+        time_masks: int = 0,
+        max_time_mask: int = 10,
+        freq_masks: int = 0,
+        max_freq_mask: int = 8,
         required: bool = False,
         source: ManifestSource | None = None,
         batch_size: int = 64,
@@ -96,6 +108,16 @@ class AudioDataModule(ModalityDataModule):
             raise ValueError(f"features must be 'log_mel' or 'waveform', got {features!r}")
         if max_seconds <= 0:
             raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        for label, value in (
+            ("time_masks", time_masks),
+            ("max_time_mask", max_time_mask),
+            ("freq_masks", freq_masks),
+            ("max_freq_mask", max_freq_mask),
+        ):
+            if value < 0:
+                raise ValueError(f"{label} must be >= 0, got {value}")
+        if features == "waveform" and (time_masks or freq_masks):
+            raise ValueError("time_masks and freq_masks mask log-mel frames: features='waveform' has none")
         top = sample_rate / 2 if f_max is None else f_max
         if not 0 <= f_min < top <= sample_rate / 2:
             raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={top}")
@@ -109,6 +131,7 @@ class AudioDataModule(ModalityDataModule):
         self.f_min = f_min
         self.f_max = f_max
         self.max_samples = max(1, round(max_seconds * sample_rate))
+        self.masks = (time_masks, max_time_mask, freq_masks, max_freq_mask)
         self._window = torch.hann_window(n_fft)
         bank = mel_filter_bank(
             num_frequency_bins=n_fft // 2 + 1,
@@ -138,14 +161,19 @@ class AudioDataModule(ModalityDataModule):
         """Decode one audio file read from elsewhere (a shard member), as :meth:`load` decodes a file;
         a ``.npy`` member holds log-mel frames computed when packing (``mmfuse pack --audio_features``)."""
         if name.endswith(".npy"):
-            return self._precomputed(data, name)
+            return self._precomputed(data, name, train)
         return self._decode(io.BytesIO(data), name, train)
 
     def _decode(self, source: str | BinaryIO, name: str, train: bool) -> Sample:
         wave = self._crop(self.decode_wave(source, name), train)
         if self.features == "waveform":
             return {"input_values": wave, "attention_mask": torch.ones(len(wave), dtype=torch.bool)}
-        features = self.log_mel(wave)
+        return self._frames(self.log_mel(wave), train)
+
+    def _frames(self, features: Tensor, train: bool) -> Sample:
+        """The sample of ``(F, M)`` log-mel frames, masked on the train split (``time_masks``, ...)."""
+        if train and (self.masks[0] or self.masks[2]):
+            features = mask_spectrogram(features, *self.masks)
         return {"input_features": features, "feature_mask": torch.ones(len(features), dtype=torch.bool)}
 
     def decode_wave(self, source: str | BinaryIO, name: str) -> Tensor:
@@ -197,7 +225,7 @@ class AudioDataModule(ModalityDataModule):
             raise ValueError("a clip longer than max_seconds is cropped when read: precompute the crop")
         return stored.dump(self.stored_settings(), self.log_mel(wave).numpy())
 
-    def _precomputed(self, data: bytes, name: str) -> Sample:
+    def _precomputed(self, data: bytes, name: str, train: bool) -> Sample:
         """Log-mel frames stored by :meth:`precompute`, if computed as this module computes them."""
         if self.features == "waveform":
             raise SampleError(
@@ -209,8 +237,7 @@ class AudioDataModule(ModalityDataModule):
                 f"log-mel frames of {features.dtype} {features.shape}, not float32 (F, {self.n_mels})",
                 file=name,
             )
-        frames = torch.from_numpy(features.copy())  # (F, M); a copy: the bytes are read-only
-        return {"input_features": frames, "feature_mask": torch.ones(len(frames), dtype=torch.bool)}
+        return self._frames(torch.from_numpy(features.copy()), train)  # a copy: the bytes are read-only
 
     def _crop(self, wave: Tensor, train: bool) -> Tensor:
         excess = len(wave) - self.max_samples
