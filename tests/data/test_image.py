@@ -100,6 +100,32 @@ def test_colour_jitter_stays_in_range(tmp_path: Path) -> None:
         assert min(values) < float(stat(plain)) - 0.01 and max(values) > float(stat(plain)) + 0.01, options
 
 
+def test_erase_hides_one_grey_rectangle_on_train_only(tmp_path: Path) -> None:
+    name = _write(tmp_path, "a.png", _gradient(16, 16))
+    raw = {"size": 16, "mean": [0.0] * 3, "std": [1.0] * 3}  # pixel_values in [0, 1]
+    plain = ImageDataModule(**raw).load(name, tmp_path, train=False)["pixel_values"]  # type: ignore[arg-type]
+    always = ImageDataModule(**raw, erase=1.0)  # type: ignore[arg-type]
+    assert torch.equal(always.load(name, tmp_path, train=False)["pixel_values"], plain)
+    areas = []
+    for seed in range(30):
+        torch.manual_seed(seed)
+        out = always.load(name, tmp_path, train=True)["pixel_values"]
+        changed = (out != plain).any(dim=0)  # (H, W)
+        rows, cols = changed.any(dim=1).nonzero(), changed.any(dim=0).nonzero()
+        box = out[:, int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1]
+        assert torch.all(box == box.flatten()[0])  # one rectangle of one grey, the rest untouched
+        assert torch.equal(out[:, ~changed], plain[:, ~changed])
+        areas.append(box[0].numel() / 256)
+    assert min(areas) >= 0.01 and max(areas) <= 0.4 and max(areas) - min(areas) > 0.1
+    half = ImageDataModule(**raw, erase=0.5)  # type: ignore[arg-type]
+    hidden = [
+        not torch.equal(half.load(name, tmp_path, train=True)["pixel_values"], plain) for _ in range(40)
+    ]
+    assert 5 < sum(hidden) < 35
+    with pytest.raises(ValueError, match="erase"):
+        ImageDataModule(erase=1.5)
+
+
 def test_augmentation_is_a_function_of_the_seed(tmp_path: Path) -> None:
     # the dataset seeds torch's generator per sample: the same seed must give the same image
     name = _write(tmp_path, "a.png", _gradient(16, 16))

@@ -17,8 +17,9 @@ def mask_spectrogram(
     """Mask ``time_masks`` stretches of frames and ``freq_masks`` bands of mel bins.
 
     Each width is drawn uniformly from ``0..max`` (so a mask may be empty) and its start uniformly
-    where it fits; masks may overlap. Draws from torch's global generator, as the random crop does,
-    so a seeded run (``seed_everything``) draws the same masks.
+    where it fits; masks may overlap. Every draw comes from torch's default generator, which the
+    dataset seeds per sample (:func:`mmfuse.data.sampling.sample_seed`), as for the random crop: the
+    same sample in the same epoch gets the same masks in any worker, and a resumed run replays them.
 
     Args:
         frames: ``(F, M)`` log-mel frames of one clip.

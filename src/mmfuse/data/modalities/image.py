@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,6 +57,9 @@ class ImageDataModule(ModalityDataModule):
             uniformly from ``[1 - brightness, 1 + brightness]``; 0: off.
         contrast: train-time augmentation: scale each image's deviation from its mean grey by a
             factor drawn uniformly from ``[1 - contrast, 1 + contrast]``; 0: off.
+        erase: train-time augmentation (random erasing, Zhong et al. 2020): with this probability,
+            hide one random rectangle (2-33% of the image, aspect 0.3-3.3) behind a random grey;
+            0: off. The model then also learns from partly hidden images (occluded scans, stickers).
         augment: deprecated; ``true`` meant ``hflip: true, crop_padding: 4``, and is read as that
             (with a warning). Set the options above instead.
         required: an empty cell is a problem (check-data reports it; training raises or skips the
@@ -84,6 +88,7 @@ class ImageDataModule(ModalityDataModule):
         crop_padding: int = 0,
         brightness: float = 0.0,
         contrast: float = 0.0,
+        erase: float = 0.0,
         augment: bool | None = None,
         required: bool = False,
         max_pixels: int | None = MAX_PIXELS,
@@ -118,7 +123,7 @@ class ImageDataModule(ModalityDataModule):
                 hflip, crop_padding = True, crop_padding or _LEGACY_CROP_PAD
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
-        for label, amount in (("brightness", brightness), ("contrast", contrast)):
+        for label, amount in (("brightness", brightness), ("contrast", contrast), ("erase", erase)):
             if not 0 <= amount <= 1:
                 raise ValueError(f"{label} must be in [0, 1], got {amount}")
         if max_pixels is not None and max_pixels < 1:
@@ -135,6 +140,7 @@ class ImageDataModule(ModalityDataModule):
         self.crop_padding = crop_padding
         self.brightness = brightness
         self.contrast = contrast
+        self.erase = erase
         self._mean = torch.tensor(mean, dtype=torch.float32).view(channels, 1, 1)  # (C, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(channels, 1, 1)  # (C, 1, 1)
 
@@ -215,7 +221,7 @@ class ImageDataModule(ModalityDataModule):
     @property
     def augments(self) -> bool:
         """True when any train-time augmentation is on."""
-        return self.hflip or self.crop_padding > 0 or self.brightness > 0 or self.contrast > 0
+        return self.hflip or self.crop_padding > 0 or max(self.brightness, self.contrast, self.erase) > 0
 
     def _check_pixels(self, size: tuple[int, int], name: str) -> None:
         width, height = size
@@ -227,7 +233,7 @@ class ImageDataModule(ModalityDataModule):
             )
 
     def _augment(self, x: Tensor) -> Tensor:
-        """The augmentations that are on, in a fixed order: flip, crop, brightness, contrast.
+        """The augmentations that are on, in a fixed order: flip, crop, brightness, contrast, erase.
 
         ``x``: ``(C, H, W)`` in ``[0, 1]``. Every draw comes from torch's default generator, which the
         dataset seeds per sample (:func:`mmfuse.data.sampling.sample_seed`): the same sample in the
@@ -247,6 +253,8 @@ class ImageDataModule(ModalityDataModule):
             x = (x - grey) * _uniform(1 - self.contrast, 1 + self.contrast) + grey
         if self.brightness > 0 or self.contrast > 0:
             x = x.clamp(0.0, 1.0)  # a real image stays in range: normalisation assumes [0, 1]
+        if self.erase > 0 and torch.rand(()) < self.erase:
+            x = _erase(x)
         return x.contiguous()
 
     def collate(self, samples: Sequence[Sample | None]) -> dict[str, Tensor]:
@@ -268,6 +276,20 @@ class ImageDataModule(ModalityDataModule):
             "image_mean": self.mean,
             "image_std": self.std,
         }
+
+
+def _erase(x: Tensor) -> Tensor:
+    """``x`` ``(C, H, W)`` with one random rectangle (area 2-33%, aspect 0.3-3.3) set to a random grey."""
+    _, height, width = x.shape
+    area = _uniform(0.02, 0.33) * height * width
+    aspect = math.exp(_uniform(math.log(0.3), math.log(3.3)))
+    h = max(1, min(height, round(math.sqrt(area * aspect))))
+    w = max(1, min(width, round(math.sqrt(area / aspect))))
+    top = int(torch.randint(0, height - h + 1, ()))
+    left = int(torch.randint(0, width - w + 1, ()))
+    x = x.clone()
+    x[:, top : top + h, left : left + w] = _uniform(0.0, 1.0)
+    return x
 
 
 def _uniform(low: float, high: float) -> float:
