@@ -35,6 +35,7 @@ class FitResult:
     run_dir: Path
     load: tuple[float, float] = (0.0, 0.0)  # the 1-minute load average at the start and at the end
     cpu_s: float = 0.0  # CPU time (user + system) of the fit and its DataLoader workers; 0: not measured
+    times: tuple[float, float] = (0.0, 0.0)  # when it started and ended (Unix time); 0: not recorded
 
 
 RESULT_FILE = "fit_result.json"  # in the fit's --trainer.default_root_dir, once it has finished
@@ -100,6 +101,7 @@ class Running:
     log: IO[str]  # the process's stdout and stderr
     started: float  # time.perf_counter() just before the fork
     load: float  # the 1-minute load average then
+    started_at: float  # time.time() then
 
     def finish(self, status: int, usage: resource.struct_rusage, ended: float) -> FitResult:
         """The fit's result, from the exit ``status`` and resource ``usage`` that ``os.wait4`` gave
@@ -126,6 +128,7 @@ class Running:
             load=(self.load, os.getloadavg()[0]),
             # the process's own and that of its children it waited for (the DataLoader workers)
             cpu_s=usage.ru_utime + usage.ru_stime,
+            times=(self.started_at, self.started_at + wall),
         )
         saved = {**asdict(result), "run_dir": str(result.run_dir), "command": cmd}
         (run_dir / RESULT_FILE).write_text(json.dumps(saved, indent=2) + "\n")
@@ -140,11 +143,11 @@ def start(one: Fit, forked: bool = False) -> Running:
     load = os.getloadavg()[0]
     sys.stdout.flush()
     sys.stderr.flush()
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     pid = os.fork()
     if pid == 0:
         _child(one.command(), log, forked, one.threads)  # never returns
-    return Running(one, pid, log, started, load)
+    return Running(one, pid, log, started, load, started_at)
 
 
 def _child(cmd: Sequence[str], log: IO[str], forked: bool, threads: int | None) -> NoReturn:
@@ -272,6 +275,7 @@ def load_result(run_dir: Path, command: Sequence[str]) -> FitResult | None:
         run_dir=Path(saved["run_dir"]),
         load=tuple(saved["load"]),
         cpu_s=saved.get("cpu_s", 0.0),
+        times=tuple(saved.get("times", (0.0, 0.0))),
     )
 
 
