@@ -1,19 +1,22 @@
 """Compare every fuser and each single-modality baseline on the quickstart and the relational task.
 
     python benchmarks/fusion_table.py                                    # everything, 3 seeds
+    python benchmarks/fusion_table.py --jobs 1                           # one fit at a time
     python benchmarks/fusion_table.py --tasks relational --fusers concat cross_attention --seeds 0
     python benchmarks/fusion_table.py --output runs/fusion_table.md      # also write the table
 
 The fusers are the files in configs/fusion/ (a new one is a new row, nothing to edit here); the
 baselines are the configs/baselines/*_only.yaml files whose modalities the task's data has. Each
-row is one `mmfuse fit` per seed (`--seed_everything`, which also seeds the data order), in a fresh
-process, one after another so that they do not compete for cores, with the CSV logger. The table
-gives the test accuracy of the best checkpoint as mean ± standard deviation over the seeds, the
-model's parameters (encoders, fuser and heads) and the mean wall time of one fit (start-up, fit and
-test). Each task's data is generated before its first row; that time is printed apart.
+row is one `mmfuse fit` per seed (`--seed_everything`, which also seeds the data order), in a
+process of its own, with the CSV logger. ``--jobs`` fits run at once (default: one per core, as one
+fit keeps about one core busy), each with the same model threads: its share of the cores less its
+loader workers, at least 1. The table gives the test accuracy of the best checkpoint as mean ±
+standard deviation over the seeds, the model's parameters (encoders, fuser and heads), and the mean
+wall time (start-up, fit and test; with fits side by side, it includes sharing the cores) and CPU
+time of one fit. Each task's data is generated before its first row; that time is printed apart.
 
-The fits run seed by seed (every row's seed 0, then every row's seed 1, ...), so the first pass is
-an early look at the whole table; each fit's result is also printed as it comes, with the load
+The fits start seed by seed (every row's seed 0, then every row's seed 1, ...), so the first pass
+is an early look at the whole table; each fit's result is also printed as it comes, with the load
 average at its start and end (wall times mean little on a loaded machine), and kept in its run
 folder, so ``--reuse`` finishes an interrupted table without fitting again what has finished.
 
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -44,7 +46,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit_runs.py beside it, however this file is run
-from fit_runs import ROOT, FitResult, config_args, fit, fit_command, load_result, preload
+from fit_runs import ROOT, Fit, FitResult, config_args, fit_all, in_child, load_result, preload
 
 #: task -> the configs that set it up (a row's config goes after them)
 TASKS = {
@@ -129,13 +131,15 @@ def baselines(task: str) -> dict[str, str]:
 
 
 def _prepare(task: str, data_args: Sequence[str]) -> None:
-    """Generate the task's data now, so that its time is not the first row's."""
-    args = [*config_args(TASKS[task]), *data_args]
-    code = (
-        "import sys; from mmfuse.commands.config import build_data, parse_config; "
-        "build_data(parse_config(sys.argv[1:])).prepare_data()"
-    )
-    subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, check=True, capture_output=True)
+    """Generate the task's data now, once, so that its time is not the first row's (and fits that
+    run at once do not each start writing it)."""
+
+    def prepare() -> None:
+        from mmfuse.commands.config import build_data, parse_config
+
+        build_data(parse_config([*config_args(TASKS[task]), *data_args])).prepare_data()
+
+    in_child(prepare, f"generating the {task} data")
 
 
 def _row(task: str, name: str, results: Sequence[FitResult]) -> str:
@@ -163,8 +167,122 @@ HEADER = [
 ]
 
 
+def available_cores() -> int:
+    """The cores this process may use (imported here, so that :func:`preload` times the whole import)."""
+    from mmfuse.lit.cpu_threads import available_cores
+
+    return available_cores()
+
+
+def default_jobs() -> int:
+    """Fits at once by default: one per core this process may use (a fit keeps about one core busy)."""
+    return available_cores()
+
+
+def fit_threads(jobs: int, workers: int) -> int:
+    """The model's threads in each fit when ``jobs`` fits run at once, each with ``workers`` loader
+    workers: the fit's share of the cores less one per worker, at least 1 (as ``share_cores``)."""
+    return max(1, available_cores() // jobs - workers)
+
+
+#: under a table whose fits shared the machine
+SHARED_NOTE = (
+    "Fits ran {jobs} at a time: a fit's wall time includes sharing the cores with the others; "
+    "its CPU time is its own."
+)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One fit of the table: which task, row and seed it is for."""
+
+    task: str
+    row: str
+    seed: int
+    fit: Fit
+
+
+#: task -> row -> seed -> result
+Results = dict[str, dict[str, dict[int, FitResult]]]
+
+
 def main(argv: Sequence[str] | None = None) -> list[str]:
     """Run the table; returns its markdown lines (also printed, row by row)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if unknown := [f for f in args.fusers or [] if f not in fusers()]:
+        parser.error(f"unknown fusers {unknown}: choose from {', '.join(fusers())}")
+    jobs = args.jobs or default_jobs()
+    if jobs < 1:
+        parser.error(f"--jobs {jobs}: at least 1")
+    lines = list(HEADER)
+    print("\n".join(lines), flush=True)
+    if not args.fresh_processes:
+        print(f"<!-- the mmfuse command imported in {preload():.1f} s, once; each fit forks from here -->")
+    results, todo = _plan(args, jobs)
+    threads = sorted({p.fit.threads or 0 for p in todo})
+    print(
+        f"<!-- {len(todo)} fits to run, {jobs} at a time on {available_cores()} cores, "
+        f"model threads per fit: {'/'.join(map(str, threads))} -->",
+        flush=True,
+    )
+    tasks = list(args.tasks)
+
+    def finished_tasks() -> None:  # each task's rows, once its fits (and those of the tasks before) are done
+        while tasks and not any(p.task == tasks[0] for p in todo):
+            for name, by_seed in results[tasks[0]].items():
+                lines.append(_row(tasks[0], name, [by_seed[s] for s in sorted(by_seed)]))
+                print(lines[-1], flush=True)
+            tasks.pop(0)
+
+    finished_tasks()
+    plan = list(todo)
+    for index, result in fit_all([p.fit for p in plan], jobs, forked=not args.fresh_processes):
+        done = plan[index]
+        todo.remove(done)
+        results[done.task][done.row][done.seed] = result
+        print(f"<!-- {done.task} {done.row} seed {done.seed}: {_progress(result)} -->", flush=True)
+        finished_tasks()
+    if jobs > 1:
+        lines += ["", SHARED_NOTE.format(jobs=jobs)]
+        print("\n".join(lines[-2:]), flush=True)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def _plan(args: argparse.Namespace, jobs: int) -> tuple[Results, list[Planned]]:
+    """Each task's data generated, its fits listed seed by seed; the results kept (``--reuse``) and
+    the fits still to run."""
+    results: Results = {}
+    todo: list[Planned] = []
+    for task in args.tasks:
+        data_args = quick_args(args.runs, task) if args.quick else SETTINGS[task].args(task)
+        threads = fit_threads(jobs, 0 if args.quick else SETTINGS[task].num_workers)
+        print(f"<!-- {task}: {' '.join(data_args)} -->", flush=True)
+        start = time.perf_counter()
+        _prepare(task, data_args)
+        print(f"<!-- {task}: data ready in {time.perf_counter() - start:.1f} s -->", flush=True)
+        rows = {f: fusers()[f] for f in args.fusers or fusers()}
+        if not args.no_baselines:
+            rows.update(baselines(task))
+        results[task] = {name: {} for name in rows}
+        for seed in args.seeds:  # every row's first seed first: an early look at the whole table
+            for name, config in rows.items():
+                extra = (*COMMON, f"--seed_everything={seed}", *data_args)
+                run_dir = args.runs / task / name.replace(" ", "_") / f"seed{seed}"
+                planned = Planned(task, name, seed, Fit((*TASKS[task], config), run_dir, extra, threads))
+                done = load_result(run_dir, planned.fit.command()) if args.reuse else None
+                if done:
+                    results[task][name][seed] = done
+                    print(f"<!-- {task} {name} seed {seed}: {_progress(done)} (kept) -->", flush=True)
+                else:
+                    todo.append(planned)
+    return results, todo
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -194,45 +312,15 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
         help="start every fit in a fresh interpreter (default: a fork of this one, which has "
         "imported the mmfuse command once: ~5 s less per fit)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        help="fits at once (default: one per core this process may use); each fit's model threads "
+        "are its share of the cores less its loader workers, at least 1",
+    )
     parser.add_argument("--output", type=Path, help="also write the table (markdown) to this file")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "fusion_table", help="where the runs go")
-    args = parser.parse_args(argv)
-    all_fusers = fusers()
-    chosen = args.fusers or list(all_fusers)
-    if unknown := [f for f in chosen if f not in all_fusers]:
-        parser.error(f"unknown fusers {unknown}: choose from {', '.join(all_fusers)}")
-    lines = list(HEADER)
-    print("\n".join(lines), flush=True)
-    if not args.fresh_processes:
-        print(f"<!-- the mmfuse command imported in {preload():.1f} s, once; each fit forks from here -->")
-    for task in args.tasks:
-        data_args = quick_args(args.runs, task) if args.quick else SETTINGS[task].args(task)
-        if not args.quick:  # the quick data is made by its first fit
-            print(f"<!-- {task}: {' '.join(data_args)} -->", flush=True)
-            start = time.perf_counter()
-            _prepare(task, data_args)
-            print(f"<!-- {task}: data ready in {time.perf_counter() - start:.1f} s -->", flush=True)
-        rows = {f: all_fusers[f] for f in chosen}
-        if not args.no_baselines:
-            rows.update(baselines(task))
-        results: dict[str, list[FitResult]] = {name: [] for name in rows}
-        for seed in args.seeds:  # every row's first seed first: an early look at the whole table
-            for name, config in rows.items():
-                extra = [*COMMON, f"--seed_everything={seed}", *data_args]
-                run_dir = args.runs / task / name.replace(" ", "_") / f"seed{seed}"
-                configs = [*TASKS[task], config]
-                done = load_result(run_dir, fit_command(configs, run_dir, extra)) if args.reuse else None
-                result = done or fit(configs, run_dir, extra, forked=not args.fresh_processes)
-                results[name].append(result)
-                kept = " (kept)" if done else ""
-                print(f"<!-- {task} {name} seed {seed}: {_progress(result)}{kept} -->", flush=True)
-        for name, found in results.items():
-            lines.append(_row(task, name, found))
-            print(lines[-1], flush=True)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("\n".join(lines) + "\n")
-    return lines
+    return parser
 
 
 if __name__ == "__main__":

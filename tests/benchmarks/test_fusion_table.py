@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+#: --quick on the relational task, fusers only
+QUICK = ["--quick", "--tasks", "relational", "--no-baselines"]
 
 
 def test_rows_come_from_the_config_folders(load_benchmark: Callable[[str], ModuleType]) -> None:
@@ -22,12 +26,18 @@ def test_rows_come_from_the_config_folders(load_benchmark: Callable[[str], Modul
     assert "graph only" not in table.baselines("quickstart")
 
 
+def no_fit(fits: list[object], *args: object, **kwargs: object) -> Iterator[object]:
+    """Stands in for ``fit_all`` where every fit is kept (``--reuse``)."""
+    assert not fits, "fit again"
+    return iter(())
+
+
 def test_quick_table_has_its_columns(
     load_benchmark: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     table = load_benchmark("fusion_table")
     out = tmp_path / "table.md"
-    args = ["--quick", "--tasks", "relational", "--fusers", "concat", "--no-baselines", "--seeds", "0"]
+    args = [*QUICK, "--fusers", "concat", "--seeds", "0", "--jobs", "1"]
     lines = table.main([*args, "--output", str(out), "--runs", str(tmp_path / "runs")])
     assert out.read_text().splitlines() == lines
     header = [c.strip() for c in lines[0].strip("|").split("|")]
@@ -49,13 +59,87 @@ def test_quick_table_has_its_columns(
     assert not (ROOT / "runs" / "fusion_table" / "data").exists()  # --quick data in its own folder
 
     # --reuse: the finished fit (same command) is read back, not run again
-    def no_fit(*args: object) -> None:
-        raise AssertionError("fit again")
-
-    monkeypatch.setattr(table, "fit", no_fit)
+    monkeypatch.setattr(table, "fit_all", no_fit)
     assert table.main([*args, "--reuse", "--runs", str(tmp_path / "runs")]) == lines
     run_dir = tmp_path / "runs" / "relational" / "concat" / "seed0"
     assert table.load_result(run_dir, ["mmfuse", "fit", "--trainer.max_epochs=2"]) is None  # other settings
+
+
+def _rows(lines: list[str]) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:] if line.startswith("| ")]
+
+
+def test_two_fits_at_once_keep_to_their_own_run_folders(
+    load_benchmark: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--jobs 2: both fits run side by side, each writes only its own folder, each row gets its own result."""
+    table, fit_runs = load_benchmark("fusion_table"), load_benchmark("fit_runs")
+    runs = tmp_path / "runs"
+    args = [*QUICK, "--fusers", "concat", "late", "--seeds", "0", "--runs", str(runs)]
+    lines = table.main([*args, "--jobs", "2"])
+    rows = _rows(lines)
+    assert [(task, run, seeds) for task, run, _, seeds, *_ in rows] == [
+        ("relational", "concat", "1"),
+        ("relational", "late", "1"),
+    ]
+    assert "2 at a time" in lines[-1]  # the note under the table: the wall times were shared
+    spans = []
+    for name, row in zip(["concat", "late"], rows, strict=True):
+        folder = runs / "relational" / name / "seed0"
+        saved = json.loads((folder / fit_runs.RESULT_FILE).read_text())
+        command = saved["command"]
+        assert f"configs/fusion/{name}.yaml" in command  # its own config...
+        assert command[command.index("--trainer.default_root_dir") + 1] == str(folder)  # ...and folder
+        [metrics] = folder.glob("**/test_metrics.json")  # no other fit's metrics in it
+        assert Path(saved["run_dir"]) == metrics.parent
+        checkpoint = Path(json.loads(metrics.read_text())["checkpoint"])
+        assert checkpoint.is_relative_to(folder)
+        # the row's parameters are those of the checkpoint in its own folder (concat's and late's differ)
+        assert int(row[4].replace(",", "")) == fit_runs.count_parameters(checkpoint) == saved["params"]
+        spans.append(saved["times"])
+    assert rows[0][4] != rows[1][4]
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a  # they ran at the same time
+
+    # one at a time, the same commands: nothing to fit again, the same rows
+    monkeypatch.setattr(table, "fit_all", no_fit)
+    assert _rows(table.main([*args, "--jobs", "1", "--reuse"])) == rows
+
+
+def test_each_result_goes_to_its_fit_whichever_ends_first(
+    load_benchmark: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """fit_all matches an ended process to its fit by pid: here the second fit ends first."""
+    fit_runs = load_benchmark("fit_runs")
+
+    def fake_child(cmd: list[str], log: object, forked: bool, threads: int | None) -> None:
+        run_dir = Path(cmd[-1])  # --trainer.default_root_dir, last
+        index = int(run_dir.name)
+
+        def body() -> None:  # the first fit takes longest; each writes its own index as its accuracy
+            time.sleep(0.6 - 0.5 * index)
+            (run_dir / "version_0").mkdir(parents=True)
+            (run_dir / "version_0" / "test_metrics.json").write_text(json.dumps({"test/acc": index}))
+
+        fit_runs._exit_after(body, log)
+
+    monkeypatch.setattr(fit_runs, "_child", fake_child)
+    fits = [fit_runs.Fit(("configs/quickstart.yaml",), tmp_path / str(i)) for i in (0, 1)]
+    ended = list(fit_runs.fit_all(fits, jobs=2))
+    assert [index for index, _ in ended] == [1, 0]
+    for index, result in ended:
+        assert result.metrics == {"test/acc": index} and result.run_dir == tmp_path / str(index) / "version_0"
+    assert ended[1][1].wall_s > ended[0][1].wall_s
+
+
+def test_a_failed_fit_names_its_command(load_benchmark: Callable[[str], ModuleType], tmp_path: Path) -> None:
+    fit_runs = load_benchmark("fit_runs")
+    fits = [
+        fit_runs.Fit(("configs/quickstart.yaml", f"configs/missing{i}.yaml"), tmp_path / f"{i}")
+        for i in (0, 1)
+    ]
+    with pytest.raises(RuntimeError, match=r"configs/missing0\.yaml .* failed with code [1-9]"):
+        list(fit_runs.fit_all(fits, jobs=2, forked=True))
 
 
 def test_settings_are_arguments_the_task_configs_accept(load_benchmark: Callable[[str], ModuleType]) -> None:
