@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_distributed import DDP2, _evaluation, _metrics, _mmfuse, odd_manifest
+from tests.test_distributed import DDP2, _evaluation, _metrics, _mmfuse, _mmfuse_here, odd_manifest
 
 __all__ = ["odd_manifest"]  # a fixture, imported to be found
 
@@ -17,7 +17,7 @@ def odd_shards(odd_manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """The odd manifest packed by `pack`, 70 samples a shard: train (60) in one shard, fewer than the
     2 processes; val and test (101 each) in two uneven shards (70 + 31)."""
     out = tmp_path_factory.mktemp("shards")
-    _mmfuse(
+    _mmfuse_here(
         "pack",
         "--config",
         "configs/quickstart.yaml",
@@ -59,7 +59,7 @@ def test_ddp_on_shards_evaluates_exactly_and_predicts_each_key_once(
     fitted = _metrics(tmp_path / "fit", "test")  # tested on 2 processes at the end of fit
     best = fitted.pop("checkpoint")
     # the same checkpoint on 1 process: identical test metrics
-    _mmfuse("test", *_args(odd_shards, tmp_path / "test1"), f"--ckpt_path={best}")
+    _mmfuse_here("test", *_args(odd_shards, tmp_path / "test1"), f"--ckpt_path={best}")
     one = _evaluation(best, "test")
     keys = [k for k in fitted if k != "checkpoint"]
     assert keys and keys == [k for k in one if k != "checkpoint"]

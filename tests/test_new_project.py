@@ -119,7 +119,8 @@ def test_renamed_project_installs_and_passes_its_tests(tmp_path: Path) -> None:
     done = subprocess.run([str(python), "-c", "import mmfuse"], cwd=tmp_path, env=env, capture_output=True)
     assert done.returncode != 0  # the renamed project does not lean on the template's package
 
-    tests = [str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *SUBSET]
+    # -n 0: no workers of its own (the suite's worker running this test is one of two already)
+    tests = [str(python), "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", *SUBSET]
     done = subprocess.run(tests, cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert re.search(r"\d+ passed", done.stdout) and " failed" not in done.stdout
