@@ -174,6 +174,10 @@ def _exit_after(body: Callable[[], object], log: IO[str]) -> NoReturn:
         os.chdir(ROOT)
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
+        # Python's own streams onto those descriptors too: a test runner may have pointed them
+        # elsewhere (pytest's capture writes sys.stderr to a file of its own, not to fd 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         body()
         code = 0
     except SystemExit as stop:
@@ -210,13 +214,14 @@ def fit_all(fits: Sequence[Fit], jobs: int = 1, forked: bool = False) -> Iterato
     """Run ``fits``, ``jobs`` at a time, started in their order; yield ``(index, result)`` as each ends.
 
     ``index`` is the fit's place in ``fits``. A fit that fails stops new ones from starting; those
-    running are waited for (their results kept in their run folders), then its error is raised.
+    running are waited for (their results kept in their run folders), then the error of the first
+    failed fit in ``fits``' order is raised, whichever ended first.
     """
     todo = list(enumerate(fits))
     running: dict[int, tuple[int, Running]] = {}  # pid -> (index, fit)
-    failed: RuntimeError | None = None
+    failed: dict[int, RuntimeError] = {}
     while todo or running:
-        while todo and failed is None and len(running) < max(1, jobs):
+        while todo and not failed and len(running) < max(1, jobs):
             index, one = todo.pop(0)
             started = start(one, forked)
             running[started.pid] = (index, started)
@@ -228,11 +233,11 @@ def fit_all(fits: Sequence[Fit], jobs: int = 1, forked: bool = False) -> Iterato
         try:
             result = process.finish(status, usage, ended)
         except RuntimeError as error:
-            failed = failed or error
+            failed[index] = error
             continue
         yield index, result
-    if failed is not None:
-        raise failed
+    if failed:
+        raise failed[min(failed)]
 
 
 def _wait_any(pids: Sequence[int]) -> tuple[int, int, resource.struct_rusage]:

@@ -138,8 +138,11 @@ def test_a_failed_fit_names_its_command(load_benchmark: Callable[[str], ModuleTy
         fit_runs.Fit(("configs/quickstart.yaml", f"configs/missing{i}.yaml"), tmp_path / f"{i}")
         for i in (0, 1)
     ]
-    with pytest.raises(RuntimeError, match=r"configs/missing0\.yaml .* failed with code [1-9]"):
+    # both fail side by side; the first in order is reported, with the end of its own output
+    with pytest.raises(RuntimeError, match=r"configs/missing0\.yaml .* failed with code [1-9]") as error:
         list(fit_runs.fit_all(fits, jobs=2, forked=True))
+    assert "File does not exist" in str(error.value)
+    assert "missing0.yaml'" in str(error.value).split("failed with code")[1]
 
 
 def test_settings_are_arguments_the_task_configs_accept(load_benchmark: Callable[[str], ModuleType]) -> None:
