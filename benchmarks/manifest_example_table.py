@@ -7,10 +7,12 @@
 Rows (all on the manifest's own train/val/test split, scored on test):
 
 - ``fused``: the example config as a user runs it, only its ``<-`` lines set (the manifest path and
-  the run folder); ``fused_seed1``: the same with ``--seed_everything 1``.
+  the run folder).
 - ``image`` / ``audio``: the same config with the other modality deleted from ``data.modalities`` and
   ``model.encoders`` (written to ``<out>/<row>.yaml`` and given as a second ``--config``), with
   ``on_bad_sample: skip``: rows without that modality are left out, listed in ``skipped_samples.csv``.
+- ``fused_seed1``, ``image_seed1``, ``audio_seed1``: the same with ``--seed_everything 1``, so that
+  the fused-over-single margin is seen on a second seed too; any ``<row>_seed<N>`` runs seed N.
 - ``linear``: multinomial logistic regression (scikit-learn) on the same decoded inputs the model
   reads: the resized, normalised pixels (channels averaged) plus the log-mel frames cropped/padded to
   ``max_seconds`` and averaged into 16 time bins; missing audio is the training mean. ``linear_image``
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -37,7 +40,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "manifest_example.yaml"
-ROWS = ["fused", "image", "audio", "linear", "fused_seed1"]
+FITS = ["fused", "image", "audio"]
+ROWS = [*FITS, "linear", *(f"{row}_seed1" for row in FITS)]
 TIME_BINS = 16
 
 
@@ -58,14 +62,15 @@ def _single_modality(keep: str, path: Path) -> None:
 def _fit(row: str, manifest: Path, out: Path) -> tuple[dict[str, float], float, float, str]:
     run_dir = out / row
     args = ["--config", str(CONFIG.relative_to(ROOT))]
-    if row in ("image", "audio"):
-        override = out / f"{row}.yaml"
-        _single_modality(row, override)
+    inputs, _, seed = row.partition("_seed")
+    if inputs in ("image", "audio"):
+        override = out / f"{inputs}.yaml"
+        _single_modality(inputs, override)
         # a row without this modality has nothing to read: left out and listed (skipped_samples.csv),
         # so a single modality is scored on the test rows that have it
         args += ["--config", str(override), "--data.init_args.on_bad_sample", "skip"]
-    if row == "fused_seed1":
-        args += ["--seed_everything", "1"]
+    if seed:
+        args += ["--seed_everything", seed]
     cmd = ["mmfuse", "fit", *args, "--data.init_args.source.init_args.path", str(manifest)]
     start, cpu_start = time.perf_counter(), _children_cpu()
     done = subprocess.run(
@@ -169,7 +174,10 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "rows", nargs="*", metavar="ROW", help=f"rows to run (default all): {', '.join(ROWS)}"
+        "rows",
+        nargs="*",
+        metavar="ROW",
+        help=f"rows to run (default all): {', '.join(ROWS)}; <row>_seed<N> for another seed",
     )
     parser.add_argument(
         "--manifest", type=Path, default=Path("data/real_digits/manifest.csv"), help="the data"
@@ -177,6 +185,7 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("runs/real_digits"), help="where the runs go")
     parser.add_argument("--sklearn-python", help="a Python with scikit-learn, for the linear row")
     args = parser.parse_args()
-    if unknown := [r for r in args.rows if r not in ROWS]:
-        parser.error(f"unknown rows {unknown}: choose from {', '.join(ROWS)}")
+    another_seed = rf"({'|'.join(FITS)})_seed\d+"
+    if unknown := [r for r in args.rows if r not in ROWS and not re.fullmatch(another_seed, r)]:
+        parser.error(f"unknown rows {unknown}: choose from {', '.join(ROWS)}, or <row>_seed<N>")
     main(args.manifest.resolve(), args.out.resolve(), args.rows or ROWS, args.sklearn_python)
