@@ -174,15 +174,12 @@ def available_cores() -> int:
     return available_cores()
 
 
-def default_jobs() -> int:
-    """Fits at once by default: one per core this process may use (a fit keeps about one core busy)."""
-    return available_cores()
-
-
 def fit_threads(jobs: int, workers: int) -> int:
     """The model's threads in each fit when ``jobs`` fits run at once, each with ``workers`` loader
-    workers: the fit's share of the cores less one per worker, at least 1 (as ``share_cores``)."""
-    return max(1, available_cores() // jobs - workers)
+    workers (as ``share_cores`` gives a node's training processes)."""
+    from mmfuse.lit.cpu_threads import model_threads
+
+    return model_threads(workers, processes_per_node=jobs)
 
 
 #: under a table whose fits shared the machine
@@ -212,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
     args = parser.parse_args(argv)
     if unknown := [f for f in args.fusers or [] if f not in fusers()]:
         parser.error(f"unknown fusers {unknown}: choose from {', '.join(fusers())}")
-    jobs = args.jobs or default_jobs()
+    jobs = args.jobs or available_cores()  # a fit keeps about one core busy
     if jobs < 1:
         parser.error(f"--jobs {jobs}: at least 1")
     lines = list(HEADER)

@@ -15,6 +15,12 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def model_threads(num_workers: int, processes_per_node: int = 1) -> int:
+    """The model's threads in one of ``processes_per_node`` processes with ``num_workers`` loader
+    workers each: the process's share of the cores less one per worker, at least 1."""
+    return max(1, available_cores() // max(1, processes_per_node) - num_workers)
+
+
 def share_cores(num_workers: int, processes_per_node: int = 1) -> int:
     """Lower this process's intra-op threads so that it and its loader workers fit its share of the cores.
 
@@ -29,7 +35,7 @@ def share_cores(num_workers: int, processes_per_node: int = 1) -> int:
     Returns:
         The threads this process now uses.
     """
-    share = max(1, available_cores() // max(1, processes_per_node) - num_workers)
+    share = model_threads(num_workers, processes_per_node)
     if share < torch.get_num_threads():
         processes = f", {processes_per_node} processes on this node" if processes_per_node > 1 else ""
         rank_zero_info(
