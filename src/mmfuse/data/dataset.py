@@ -31,6 +31,7 @@ class ManifestDataset(Dataset[Item | DataError]):
         labelled: check targets (train/val/test); False for predict, where a target may be anything.
 
     A bad row gives its first :class:`DataError` as the item (see :func:`~mmfuse.data.decode.decode_row`).
+    After :meth:`keep_in_memory`, items that decode the same every time are served from memory.
     """
 
     def __init__(
@@ -46,21 +47,61 @@ class ManifestDataset(Dataset[Item | DataError]):
         self.modalities = dict(modalities)
         self.train = train
         self.labelled = labelled
+        self._memory: list[Item | None] | None = None  # index -> its kept item (see keep_in_memory)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, key: int | SampleKey) -> Item | DataError:
+        index = key[1] if isinstance(key, tuple) else key
+        if self._memory is not None and (kept := self._memory[index]) is not None:
+            return kept
         if isinstance(key, tuple):
-            seed, index = key
-            # train-time augmentation draws from a generator seeded per sample: the same result in
-            # any worker and after any resume, and the main process's random stream is left alone
-            with torch.random.fork_rng(devices=[]):
-                # the CPU generator only (what augmentation draws from): torch.manual_seed would also
-                # reseed every CUDA device (not restored by fork_rng) and costs ~20x more per sample
-                torch.default_generator.manual_seed(seed)
-                return self._item(index)
+            return self._seeded(*key)[0]
         return self._item(key)
+
+    def _seeded(self, seed: int, index: int) -> tuple[Item | DataError, bool]:
+        """The item decoded with torch's generator seeded by ``seed``, and whether decoding drew from it."""
+        # train-time augmentation draws from a generator seeded per sample: the same result in
+        # any worker and after any resume, and the main process's random stream is left alone
+        with torch.random.fork_rng(devices=[]):
+            # the CPU generator only (what augmentation draws from): torch.manual_seed would also
+            # reseed every CUDA device (not restored by fork_rng) and costs ~20x more per sample
+            torch.default_generator.manual_seed(seed)
+            start = torch.default_generator.get_state()
+            item = self._item(index)
+            return item, not torch.equal(start, torch.default_generator.get_state())
+
+    def keep_in_memory(self) -> tuple[int, int]:
+        """Decode every row now and keep the items that decode the same every time.
+
+        Kept: every item of an evaluation split, and a train item whose decoding drew no random number
+        (no augmentation applied to it; modalities draw their augmentation from torch's generator).
+        The others are decoded again each time, as without this. Workers started after this call
+        share the kept items (fork) or receive a copy (spawn).
+
+        Returns:
+            how many items are kept, and their tensors' bytes.
+
+        Raises:
+            DataError: the first bad row, at once (``on_bad_sample: skip`` has left them out already).
+        """
+        memory: list[Item | None] = []
+        for index in range(len(self)):
+            # any seed tells: a sample's decoding draws whatever the seed, or never
+            item, drew = self._seeded(0, index) if self.train else (self._item(index), False)
+            if isinstance(item, DataError):
+                raise item
+            memory.append(None if drew else item)
+        self._memory = memory
+        return len(memory) - memory.count(None), sum(
+            tensor.nbytes
+            for item in memory
+            if item is not None
+            for sample in item["inputs"].values()
+            if sample is not None
+            for tensor in sample.values()
+        )
 
     def _item(self, index: int) -> Item | DataError:
         row = self.rows[index]

@@ -74,3 +74,18 @@ def unseen_classes(manifest: Manifest) -> list[DataError]:
                 )
             )
     return out
+
+
+def refuse_bad_splits(manifest: Manifest) -> None:
+    """Before training: every split has rows (fit tests at the end), and no class learnt from the
+    data is missing from train. ``mmfuse check-data`` lists the same problems.
+
+    Raises:
+        DataError: the problem, or one naming them all when there are several.
+    """
+    problems = empty_splits(manifest) + unseen_classes(manifest)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        reasons = "; ".join(p.reason for p in problems)
+        raise DataError(f"{len(problems)} problems with the splits: {reasons}", file=str(manifest.path))

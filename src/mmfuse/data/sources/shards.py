@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-
 from mmfuse.data.manifest.errors import DataError, SampleError
 from mmfuse.data.manifest.manifest import SPLITS, Manifest, Row
 from mmfuse.data.manifest.source import ManifestSource
 from mmfuse.data.manifest.tasks import Task
+from mmfuse.data.say import say
 from mmfuse.data.sources.shard_files import READER, Member, ShardSample, expand, scan
 from mmfuse.data.sources.shard_index import read_index
 
@@ -194,7 +192,7 @@ class ShardSource(ManifestSource):
             if unindexed:
                 n = len(unindexed)
                 listed = ", ".join(unindexed[:3]) + (f" and {n - 3} more" if n > 3 else "")
-                _say(f"{split}: scanned {n} shard(s) without an index ({listed}); see `mmfuse index`")
+                say(f"{split}: scanned {n} shard(s) without an index ({listed}); see `mmfuse index`")
         names = list(columns)
         # every row has every column, as a manifest's rows do ("" = missing)
         full: list[Row] = [
@@ -215,7 +213,7 @@ class ShardSource(ManifestSource):
         if why == "no index":
             unindexed.append(url)
         else:
-            _say(f"{url}: {why}; scanning the shard (`mmfuse index` rewrites its index)")
+            say(f"{url}: {why}; scanning the shard (`mmfuse index` rewrites its index)")
         return scan(url, small)  # lazily: the samples before a problem of the shard still count
 
     def _row(
@@ -278,10 +276,6 @@ class ShardSource(ManifestSource):
             labelled_splits=labelled,
             inferred_classes={t.name for t in self.declared_tasks() if t.needs_data()},
         )
-
-
-def _say(line: str) -> None:
-    Console(soft_wrap=True, stderr=True).print(f"[bold yellow]data[/bold yellow] {escape(line)}")
 
 
 def _cell(value: Any) -> str:
