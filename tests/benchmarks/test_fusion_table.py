@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,9 @@ def test_quick_table_has_its_columns(
     load_benchmark: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     table = load_benchmark("fusion_table")
+    # one model thread: the fit is a fork of this test process, whose OpenMP threads other tests may
+    # have started, and a fork's first parallel region then waits for them forever
+    monkeypatch.setattr(table, "fit_threads", lambda jobs, workers: 1)
     out = tmp_path / "table.md"
     args = [*QUICK, "--fusers", "concat", "--seeds", "0", "--jobs", "1"]
     lines = table.main([*args, "--output", str(out), "--runs", str(tmp_path / "runs")])
@@ -130,6 +134,36 @@ def test_each_result_goes_to_its_fit_whichever_ends_first(
     for index, result in ended:
         assert result.metrics == {"test/acc": index} and result.run_dir == tmp_path / str(index) / "version_0"
     assert ended[1][1].wall_s > ended[0][1].wall_s
+
+
+def _busy_then_idle() -> None:
+    """A persistent DataLoader worker's life: work, then wait for more that never comes."""
+    end = time.process_time() + 0.5
+    while time.process_time() < end:
+        pass
+    time.sleep(600)
+
+
+def test_a_fit_s_cpu_time_counts_its_workers_still_running(
+    load_benchmark: Callable[[str], ModuleType], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A forked fit ends with os._exit: its persistent workers, still alive, are waited for first."""
+    fit_runs = load_benchmark("fit_runs")
+
+    def fake_child(cmd: list[str], log: object, forked: bool, threads: int | None) -> None:
+        run_dir = Path(cmd[-1])
+
+        def body() -> None:
+            multiprocessing.get_context("fork").Process(target=_busy_then_idle, daemon=True).start()
+            time.sleep(1.0)  # the worker has done its 0.5 s of work and waits
+            (run_dir / "version_0").mkdir(parents=True)
+            (run_dir / "version_0" / "test_metrics.json").write_text(json.dumps({"test/acc": 1.0}))
+
+        fit_runs._exit_after(body, log)
+
+    monkeypatch.setattr(fit_runs, "_child", fake_child)
+    [(_, result)] = fit_runs.fit_all([fit_runs.Fit(("configs/quickstart.yaml",), tmp_path / "0")], jobs=1)
+    assert result.cpu_s > 0.4 and result.wall_s < 60  # the worker's CPU counted, and it did not wait 600 s
 
 
 def test_a_failed_fit_names_its_command(load_benchmark: Callable[[str], ModuleType], tmp_path: Path) -> None:
