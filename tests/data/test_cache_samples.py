@@ -1,6 +1,9 @@
 """``cache_samples``: each split decoded once and served from memory, except what augmentation changes."""
 
+import os
+import pickle
 import shutil
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,30 @@ def test_a_bad_row_stops_the_run_when_its_split_is_kept(small_manifest: Path) ->
     dm.train_dataloader()  # the bad row is in val
     with pytest.raises(DataError, match=r"gone.png, row 9, id 's8', column 'image': file not found"):
         dm.val_dataloader()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts this process's file descriptors")
+def test_a_kept_split_travels_to_spawned_workers_in_one_piece(small_manifest: Path) -> None:
+    """Spawned workers (macOS, Windows) get the dataset pickled by torch's pickler, which would share
+    every kept tensor through a file descriptor of its own."""
+
+    def descriptors_to_pickle(dataset: object) -> tuple[int, bytes]:
+        open_before = len(os.listdir("/proc/self/fd"))
+        data = ForkingPickler.dumps(dataset)
+        return len(os.listdir("/proc/self/fd")) - open_before, data
+
+    dm = _dm(small_manifest)
+    uncached = dm.train_dataloader().dataset
+    descriptors_to_pickle(uncached)  # the first share of the modalities' tensors opens their descriptors
+    plain, _ = descriptors_to_pickle(uncached)
+    dm.cache_samples = True
+    dataset = dm.train_dataloader().dataset  # the same modalities, and kept samples
+    opened, data = descriptors_to_pickle(dataset)
+    assert opened == plain  # the modalities' own tensors (mel filters, ...); none per kept sample
+    shutil.rmtree(small_manifest.parent / "media")
+    copy = pickle.loads(data)
+    for index in range(len(dataset)):
+        kept, received = dataset[index], copy[index]
+        assert received["id"] == kept["id"] and received["targets"] == kept["targets"]
+        for name, sample in kept["inputs"].items():
+            assert all(torch.equal(received["inputs"][name][k], t) for k, t in sample.items())

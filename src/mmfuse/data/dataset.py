@@ -3,6 +3,7 @@ function that stacks items into a :class:`~mmfuse.types.Batch`."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -102,6 +103,22 @@ class ManifestDataset(Dataset[Item | DataError]):
             if sample is not None
             for tensor in sample.values()
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # workers started by spawn (macOS, Windows) receive the dataset pickled: the kept items travel
+        # as one serialized blob, where torch's pickler would share each tensor through a file
+        # descriptor of its own (thousands of them: "too many open files")
+        state = dict(self.__dict__)
+        if self._memory is not None:
+            blob = io.BytesIO()
+            torch.save(self._memory, blob)
+            state["_memory"] = blob.getvalue()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["_memory"], bytes):
+            state["_memory"] = torch.load(io.BytesIO(state["_memory"]), weights_only=True)
+        self.__dict__.update(state)
 
     def _item(self, index: int) -> Item | DataError:
         row = self.rows[index]
