@@ -169,3 +169,34 @@ def test_ddp_fit_with_a_modality_absent_from_every_train_batch(small_manifest: P
     assert report["world_size"] == 2 and report["find_unused_parameters"] is False
     assert report["skipped"] == [["train", "4", "s3", "image"]]  # found by the sharded check, listed once
     assert report["trained_steps"] > 0 and report["test_acc_finite"]
+
+
+def test_an_ablation_figure_says_how_many_samples_had_none_of_its_modalities(
+    small_manifest: Path, tmp_path: Path
+) -> None:
+    """The test confusion matrix of `ablate`'s audio-only subset counts the test row without audio
+    (answered without input): its title and caption say so; the full set's say nothing."""
+    from mmfuse.lit.wandb.logger import WandbLogger
+    from mmfuse.lit.wandb.media import WandbMedia
+    from tests.lit.wandb_records import read_run
+
+    _blank(small_manifest, {10: {"audio": ""}})  # test rows: s10 without audio, s11 complete
+    data = MultimodalDataModule(ManifestSource(str(small_manifest)), modalities(), batch_size=1)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        logger=WandbLogger(),
+        callbacks=[WandbMedia(num_samples=0)],
+        enable_progress_bar=False,
+    )
+    module = tiny_module()
+    for subset in ({"audio", "image", "text"}, {"audio"}):
+        module.keep_modalities = frozenset(subset)
+        trainer.test(module, datamodule=data, verbose=False)
+    run_id = trainer.loggers[0].experiment.id
+    trainer.loggers[0].finish()
+    [folder] = Path(os.environ["WANDB_DIR"]).glob(f"**/offline-run-*-{run_id}")  # the tests' W&B folder
+    history = {k: v for row in read_run(folder).history for k, v in row.items()}
+    audio = history["test/confusion_matrix_image/audio/caption"]
+    assert "; 1 samples have no audio and are answered without input" in audio
+    assert "have no" not in history["test/confusion_matrix_image/audio_image_text/caption"]

@@ -276,3 +276,8 @@ def test_ablation_confusion_matrices_are_named_by_subset() -> None:
     chart = ablated["test/confusion_matrix/audio_image"]
     assert chart.spec.string_fields["title"] == "Test confusion matrix, audio+image only"
     assert "audio+image only (ablation)" in ablated["test/confusion_matrix_image/audio_image"]._caption
+    # samples with none of the subset's modalities are counted in the matrix: the title says how many
+    audio = _confusion_payload(counts, ["a", "b"], frozenset({"audio"}), without=3)
+    assert audio["test/confusion_matrix/audio"].spec.string_fields["title"] == (
+        "Test confusion matrix, audio only, 3 without audio"
+    )

@@ -11,6 +11,7 @@ import torch
 from lightning_fabric.utilities.apply_func import move_data_to_device
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor, nn
+from torchmetrics import SumMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mmfuse.lit.presence import pattern_name
@@ -41,8 +42,8 @@ class WandbMedia(pl.Callback):
       as a labelled figure (``test/confusion_matrix_image``: class names on both axes, rows true
       class, columns predicted, the count in each cell, a colour bar). Under ``mmfuse ablate``, each
       subset's matrix under its own keys and title: ``test/confusion_matrix/audio`` and
-      ``test/confusion_matrix_image/audio`` titled "Test confusion
-      matrix, audio only".
+      ``test/confusion_matrix_image/audio`` titled "Test confusion matrix, audio only", and ", 18
+      without audio" after it when 18 of the test samples have none of the subset's modalities.
 
     Keys and media file names hold only letters, digits, ``_``, ``.``, ``-`` and ``/`` (a modality
     name with other characters is rewritten, see :func:`~mmfuse.lit.wandb.figures.safe_name`).
@@ -73,6 +74,7 @@ class WandbMedia(pl.Callback):
         self._media_logged = False
         self._val_epochs = 0
         self._matrix: MulticlassConfusionMatrix | None = None
+        self._without: SumMetric | None = None  # ablation: test samples with none of the kept modalities
         self._logits: dict[str, Tensor] | None = None
         self._hook: Any = None
 
@@ -205,6 +207,8 @@ class WandbMedia(pl.Callback):
             return  # the matrix is the first multiclass task's
         num_classes = len(pl_module.class_names)
         self._matrix = MulticlassConfusionMatrix(num_classes, ignore_index=-1).to(pl_module.device)
+        if getattr(pl_module, "keep_modalities", None) is not None:  # set by `mmfuse ablate`
+            self._without = SumMetric().to(pl_module.device)
         self._hook = model.register_forward_hook(self._keep_logits)
 
     def _keep_logits(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -224,18 +228,24 @@ class WandbMedia(pl.Callback):
         task = pl_module.task
         self._matrix.update(self._logits[task].detach(), batch.targets[task])
         self._logits = None
+        if self._without is not None:
+            kept = pl_module.keep_modalities
+            has_input = torch.stack([p.bool() for m, p in batch.present.items() if m in kept]).any(0)
+            self._without.update((~has_input).sum())
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self._matrix is None:
             return
         counts = self._matrix.compute().long().cpu()  # (K, K) rows true, columns predicted; all ranks
+        without = int(self._without.compute()) if self._without is not None else 0  # all ranks too
         self._hook.remove()
-        self._matrix, self._hook = None, None
+        self._matrix, self._hook, self._without = None, None, None
         logger = self._logger(trainer)
         if not trainer.is_global_zero or logger is None or not is_live(logger.experiment) or not counts.sum():
             return
         subset = getattr(pl_module, "keep_modalities", None)  # set by `mmfuse ablate`
-        self._log(trainer, logger, _confusion_payload(counts, list(pl_module.class_names), subset))
+        payload = _confusion_payload(counts, list(pl_module.class_names), subset, without)
+        self._log(trainer, logger, payload)
 
 
 def _keep_mask(masks: dict[str, Tensor], name: str, module: nn.Module, args: Any, output: Any) -> None:
@@ -245,11 +255,12 @@ def _keep_mask(masks: dict[str, Tensor], name: str, module: nn.Module, args: Any
 
 
 def _confusion_payload(
-    counts: Tensor, names: list[str], subset: Iterable[str] | None = None
+    counts: Tensor, names: list[str], subset: Iterable[str] | None = None, without: int = 0
 ) -> dict[str, Any]:
     """The chart and the figure; ``subset``: the modalities an ablation kept, which then names the keys
     (``test/confusion_matrix/audio``, ``test/confusion_matrix_image/audio``) and the titles, so each
-    subset's matrix stands apart."""
+    subset's matrix stands apart; ``without``: how many of its samples have none of them (counted in
+    the matrix, answered without input), said in the title when there are any."""
     import wandb
 
     title, scope, key, image_key = (
@@ -261,6 +272,9 @@ def _confusion_payload(
     if subset is not None:
         kept = pattern_name(sorted(subset))
         title, scope = f"{title}, {kept} only", f"test with {kept} only (ablation)"
+        if without:
+            title += f", {without} without {kept}"
+            scope += f"; {without} samples have no {kept} and are answered without input"
         # the subset last, never a suffix of the key: "audio" + "_image" would be "audio+image"'s key
         key, image_key = (f"{k}/{safe_name(kept)}" for k in (key, image_key))  # audio+image -> audio_image
     K = len(names)
