@@ -185,7 +185,7 @@ def test_an_ablation_figure_says_how_many_samples_had_none_of_its_modalities(
     trainer = pl.Trainer(
         default_root_dir=tmp_path,
         accelerator="cpu",
-        logger=WandbLogger(),
+        logger=WandbLogger(save_dir=str(tmp_path)),  # its run folder (wandb_run.json) under tmp_path
         callbacks=[WandbMedia(num_samples=0)],
         enable_progress_bar=False,
     )
